@@ -1,0 +1,56 @@
+"""The experiment config: one typed tree composed from the component configs. Entry points compose
+YAML (Hydra) into a dict and call `experiment_config(dict)`, which validates every key and value."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+from dcpclip.config_schema import ConfigError, from_dict
+from dcpclip.data.config import BENCHMARKS, DataConfig
+from dcpclip.engine.config import EvalConfig, TrainConfig
+from dcpclip.model.backbone import BackboneConfig
+from dcpclip.model.config import HeadConfig
+from dcpclip.model.text_bank import TextConfig
+from dcpclip.model.variants import resolve_variant
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    profile: Literal["offline", "paper"] = "offline"
+    variant: str = "full"  # a registry name, or names joined by "+"
+    seed: int = 0
+    cache_dir: str = "cache"  # text banks
+    runs_dir: str = "runs"  # checkpoints, one folder per run
+    results_dir: str = "results"  # JSON records
+    backbone: BackboneConfig = dataclasses.field(default_factory=BackboneConfig)
+    text: TextConfig = dataclasses.field(default_factory=TextConfig)
+    head: HeadConfig = dataclasses.field(default_factory=HeadConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+
+
+def experiment_config(data: dict[str, Any]) -> ExperimentConfig:
+    """Validate and type a composed config; contradictions fail here with the key named."""
+    cfg = from_dict(ExperimentConfig, data)
+    try:
+        resolve_variant(cfg.variant)
+    except ValueError as err:
+        raise ConfigError(f"variant: {err}") from None
+    unknown = [b for b in cfg.data.benchmarks if b not in BENCHMARKS]
+    if unknown:
+        raise ConfigError(f"data.benchmarks: unknown benchmark {unknown[0]!r} (allowed: {', '.join(BENCHMARKS)})")
+    if cfg.head.top_k < 1:
+        raise ConfigError(f"head.top_k: must be >= 1, got {cfg.head.top_k}")
+    if cfg.train.crop_size != cfg.backbone.image_size:
+        raise ConfigError(
+            f"train.crop_size {cfg.train.crop_size} != backbone.image_size {cfg.backbone.image_size}: "
+            "the model is trained on windows of the backbone's input size"
+        )
+    if not 0 < cfg.eval.window_stride <= cfg.backbone.image_size:
+        raise ConfigError(
+            f"eval.window_stride {cfg.eval.window_stride}: must be in 1..backbone.image_size "
+            f"({cfg.backbone.image_size})"
+        )
+    return cfg

@@ -1,0 +1,31 @@
+"""Where data comes from and where it is prepared."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+BENCHMARKS = ("a847", "pc459", "a150", "pc59", "pas20", "pas20b")  # the field's reporting order
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticConfig:
+    """Size of the generated raw datasets (offline profile)."""
+
+    seed: int = 0
+    train_images: int = 48
+    val_images: int = 8  # per benchmark
+    image_size: tuple[int, int] = (96, 128)  # (H, W) of generated images
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    source: Literal["synthetic", "real"] = "synthetic"
+    raw_root: str = "data/raw"  # downloaded (or generated) archives
+    root: str = "data/prepared"  # prepared datasets, one folder per dataset
+    mirror: str | None = None  # URL or folder replacing the public download hosts (a lab's own copy)
+    ade20k_full_archive: str | None = None  # registration-gated ADE20K_2021_17_01 zip, supplied by the user
+    train_dataset: str = "coco_stuff"
+    benchmarks: tuple[str, ...] = BENCHMARKS
+    num_workers: int = 0
+    synthetic: SyntheticConfig = dataclasses.field(default_factory=SyntheticConfig)

@@ -1,0 +1,1 @@
+"""Training, inference and evaluation: the loops, checkpoints, the confusion-matrix evaluator, records."""

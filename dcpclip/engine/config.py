@@ -1,0 +1,31 @@
+"""Training recipe and evaluation protocol settings (CAT-Seg's recipe is the paper profile)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    iterations: int = 80_000
+    batch_size: int = 4
+    crop_size: int = 384  # resize short side to this, random crop, flip, colour jitter
+    lr: float = 2e-4
+    weight_decay: float = 1e-4
+    clip_lr_multiplier: float = 0.01
+    grad_clip_norm: float = 0.01
+    checkpoint_every: int = 5_000
+    log_every: int = 50
+    amp: bool = True  # mixed precision on CUDA only; CPU runs fp32 and deterministic
+    threads: int = 0  # torch CPU threads; 0 leaves torch's default
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    mode: Literal["sliding", "whole"] = "sliding"  # CAT-Seg's 4 windows + global view, or one pass
+    short_side: int = 640
+    max_long_side: int = 2560
+    window_stride: int = 256  # stride of the windows in the squashed (2 * window - stride)^2 image
+    max_images: int | None = None  # cap per benchmark (None: the whole split)
+    flops_images: int = 20  # evaluation images whose GMACs are averaged per (variant, benchmark)

@@ -1,0 +1,32 @@
+"""Hyper-parameters of the DCP-CLIP head. The defaults are the full model; variants are deltas
+(`dcpclip.model.variants`). Every number of `../shared/design/dcp-clip.md` lives here, not in code."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadConfig:
+    # step 2: coarse category recognition -> top-K pruning
+    prune: bool = True
+    top_k: int = 32  # classes kept per image (never more than C)
+    # step 3: dynamic textual features (class embeddings attend to the image)
+    dynamic_text: bool = True
+    dynamic_text_layers: int = 1
+    # step 6: vision -> text re-scoring from mask-pooled features
+    dual: bool = True
+    # training-free dense CLIP baseline (patch embeddings vs text bank); the head is not built
+    zero_shot: bool = False
+    # widths of the head
+    hidden_dim: int = 128
+    num_heads: int = 4
+    decoder_dims: tuple[int, ...] = (64, 32)  # channels at 1/8 and 1/4 of the input
+    pruned_logit: float = -100.0  # large finite negative logit for classes removed by pruning
+    # losses
+    seg_loss: Literal["ce", "bce"] = "ce"
+    prune_loss_weight: float = 1.0
+    aux_loss_weight: float = 0.0
+    # which CLIP parameters train: attention q/v projections of both towers (CAT-Seg), none, or all
+    clip_trainable: Literal["attn_qv", "none", "all"] = "attn_qv"

@@ -1,0 +1,119 @@
+"""Text banks: one L2-normalised CLIP embedding per class name of a vocabulary, cached on disk.
+
+Prompting follows CAT-Seg by default ("A photo of a {} in the scene", first synonym of a name that lists
+synonyms with ", "); SED's option averages the 80 ImageNet templates of CLIP over every synonym. A class
+embedding is the normalised mean of its normalised prompt embeddings.
+
+Speed: CLIP's text tower is causal and pools at the end-of-text token, so each batch is encoded with its
+context cut to its longest prompt; prompts are sorted by length first so batches are tight.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+
+from dcpclip.atomic import atomic_path
+from dcpclip.model.backbone import ClipBackbone
+
+CATSEG_TEMPLATES = ("A photo of a {} in the scene",)
+IMAGENET80_TEMPLATES = tuple(t("{}") for t in OPENAI_IMAGENET_TEMPLATES)
+TEMPLATE_SETS = {"catseg": CATSEG_TEMPLATES, "imagenet80": IMAGENET80_TEMPLATES}
+
+
+@dataclasses.dataclass(frozen=True)
+class TextConfig:
+    template_set: Literal["catseg", "imagenet80"] = "catseg"
+    synonyms: Literal["first", "all"] = "first"  # names listing synonyms with ", "
+    batch_size: int = 32  # prompts per text-tower batch (16-64 is fastest on CPU)
+
+
+def class_prompts(name: str, cfg: TextConfig) -> list[str]:
+    """All prompts whose embeddings are averaged into one class embedding."""
+    synonyms = [s.strip() for s in name.split(", ")] if ", " in name else [name.strip()]
+    if cfg.synonyms == "first":
+        synonyms = synonyms[:1]
+    return [t.format(s) for s in synonyms for t in TEMPLATE_SETS[cfg.template_set]]
+
+
+def encode_vocabulary(
+    backbone: ClipBackbone, tokenizer, names: list[str], cfg: TextConfig
+) -> torch.Tensor:
+    """-> [C, D] L2-normalised class embeddings. Differentiable when grad is enabled."""
+    if not names:
+        raise ValueError("vocabulary is empty")
+    prompts, owner = [], []
+    for index, name in enumerate(names):
+        for prompt in class_prompts(name, cfg):
+            prompts.append(prompt)
+            owner.append(index)
+    tokens = tokenizer(prompts)  # [P, context]
+    lengths = tokens.argmax(dim=-1) + 1  # end-of-text token has the largest id
+    order = torch.argsort(lengths)
+    device = next(backbone.parameters()).device
+    embeddings = [None] * len(prompts)
+    for start in range(0, len(prompts), cfg.batch_size):
+        idx = order[start : start + cfg.batch_size]
+        cut = int(lengths[idx].max())
+        batch = backbone.encode_text(tokens[idx, :cut].to(device))  # [b, D]
+        for i, emb in zip(idx.tolist(), F.normalize(batch, dim=-1)):
+            embeddings[i] = emb
+    prompt_embeddings = torch.stack(embeddings)  # [P, D]
+    owner_t = torch.tensor(owner, device=device)
+    sums = torch.zeros(len(names), prompt_embeddings.shape[1], device=device, dtype=prompt_embeddings.dtype)
+    sums = sums.index_add(0, owner_t, prompt_embeddings)
+    return F.normalize(sums, dim=-1)  # [C, D]
+
+
+def text_weights_digest(backbone: ClipBackbone) -> str:
+    """Identity of the text tower's current weights (changes when fine-tuning touches them)."""
+    digest = hashlib.sha256()
+    for param in backbone.text_parameters():
+        digest.update(param.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class TextBankCache:
+    """Disk cache of text banks keyed by (architecture, text weights, templates, synonym rule, names)."""
+
+    def __init__(self, root: str | os.PathLike, arch: str):
+        self.root = Path(root)
+        self.arch = arch
+        self.tokenizer = open_clip.get_tokenizer(arch)
+        self.hits = 0
+        self.misses = 0
+
+    def key(self, weights_digest: str, names: list[str], cfg: TextConfig) -> str:
+        identity = {
+            "arch": self.arch,
+            "weights": weights_digest,
+            "templates": TEMPLATE_SETS[cfg.template_set],
+            "synonyms": cfg.synonyms,
+            "names": names,
+        }
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
+
+    @torch.no_grad()
+    def get(self, backbone: ClipBackbone, names: list[str], cfg: TextConfig) -> torch.Tensor:
+        """-> [C, D] text bank, from disk when this exact (weights, prompts, names) was seen before."""
+        path = self.root / f"{self.key(text_weights_digest(backbone), names, cfg)}.pt"
+        if path.exists():
+            self.hits += 1
+            return torch.load(path, map_location="cpu", weights_only=True)
+        self.misses += 1
+        was_training = backbone.training
+        backbone.eval()
+        bank = encode_vocabulary(backbone, self.tokenizer, names, cfg).cpu()
+        backbone.train(was_training)
+        with atomic_path(path) as tmp:
+            torch.save(bank, tmp)
+        return bank
