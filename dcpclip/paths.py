@@ -1,0 +1,61 @@
+"""Run identity and every output path, as pure functions of the config. `dvc.yaml` mirrors these
+folders (a test proves it); nothing else in the project builds a result path by hand.
+
+Layout (profile first, so the offline and paper results never mix):
+    runs/<profile>/<variant>/seed<k>/                 checkpoints and training logs of one run
+    results/eval/<profile>/<variant>/seed<k>/<benchmark>.json    one evaluation record
+    results/flops/<profile>/<variant>/<benchmark>.json           one FLOP record
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+from dcpclip.config import ExperimentConfig
+from dcpclip.config_schema import to_dict
+from dcpclip.model.variants import apply_variant
+
+
+def fingerprint(obj) -> str:
+    """Short sha256 of a config (dataclass or plain containers), stable across runs and machines."""
+    canonical = json.dumps(to_dict(obj), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def training_identity(cfg: ExperimentConfig) -> dict:
+    """Everything that changes the trained weights, and nothing else (eval and paths excluded)."""
+    return {
+        "backbone": to_dict(cfg.backbone),
+        "text": to_dict(cfg.text),
+        "head": to_dict(apply_variant(cfg.head, cfg.variant)),
+        "data": {k: v for k, v in to_dict(cfg.data).items() if k in ("source", "train_dataset", "synthetic")},
+        "train": {k: v for k, v in to_dict(cfg.train).items() if k not in ("log_every", "threads")},
+        "seed": cfg.seed,
+    }
+
+
+def training_fingerprint(cfg: ExperimentConfig) -> str:
+    return fingerprint(training_identity(cfg))
+
+
+def run_name(cfg: ExperimentConfig) -> Path:
+    return Path(cfg.profile) / cfg.variant / f"seed{cfg.seed}"
+
+
+def run_dir(cfg: ExperimentConfig) -> Path:
+    return Path(cfg.runs_dir) / run_name(cfg)
+
+
+def eval_record_path(cfg: ExperimentConfig, benchmark: str) -> Path:
+    return Path(cfg.results_dir) / "eval" / run_name(cfg) / f"{benchmark}.json"
+
+
+def flops_record_path(cfg: ExperimentConfig, benchmark: str) -> Path:
+    return Path(cfg.results_dir) / "flops" / cfg.profile / cfg.variant / f"{benchmark}.json"
+
+
+def text_cache_dir(cfg: ExperimentConfig) -> Path:
+    return Path(cfg.cache_dir) / "text_banks"
