@@ -16,6 +16,17 @@ from dcpclip.model.variants import resolve_variant
 
 
 @dataclasses.dataclass(frozen=True)
+class GridConfig:
+    """What the pipeline trains and evaluates, and the resources of one parallel trial."""
+
+    variants: tuple[str, ...] = ("full", "no_prune", "no_dual", "static_text", "zero_shot")
+    seeds: tuple[int, ...] = (0,)
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0  # 1 per trial on a GPU machine; fractions pack several trials per GPU
+    max_concurrent: int = 0  # 0: as many as the resources allow
+
+
+@dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     profile: Literal["offline", "paper"] = "offline"
     variant: str = "full"  # a registry name, or names joined by "+"
@@ -29,6 +40,7 @@ class ExperimentConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    grid: GridConfig = dataclasses.field(default_factory=GridConfig)
 
 
 def experiment_config(data: dict[str, Any]) -> ExperimentConfig:
@@ -38,6 +50,11 @@ def experiment_config(data: dict[str, Any]) -> ExperimentConfig:
         resolve_variant(cfg.variant)
     except ValueError as err:
         raise ConfigError(f"variant: {err}") from None
+    for name in cfg.grid.variants:
+        try:
+            resolve_variant(name)
+        except ValueError as err:
+            raise ConfigError(f"grid.variants: {err}") from None
     unknown = [b for b in cfg.data.benchmarks if b not in BENCHMARKS]
     if unknown:
         raise ConfigError(f"data.benchmarks: unknown benchmark {unknown[0]!r} (allowed: {', '.join(BENCHMARKS)})")

@@ -34,6 +34,7 @@ def test_profiles_select_the_documented_setups():
     assert (paper.backbone.arch, paper.backbone.pretrained, paper.data.source) == ("ViT-B-16", "openai", "real")
     assert (paper.train.iterations, paper.train.crop_size, paper.backbone.image_size) == (80_000, 384, 384)
     assert paper.backbone.intermediate_blocks == (3, 7)
+    assert (paper.grid.gpus_per_trial, offline.grid.gpus_per_trial) == (1.0, 0.0)
     large = compose_config(["profile=paper", "model=vitl14"])
     assert (large.backbone.arch, large.train.crop_size, large.backbone.intermediate_blocks) == (
         "ViT-L-14-336", 336, (7, 15))
@@ -54,6 +55,7 @@ def test_round_trip_through_plain_dicts():
         (["+head.topk=3"], "unknown config key head.topk"),
         (["data.benchmarks=[a150,coco]"], "data.benchmarks: unknown benchmark 'coco'"),
         (["train.crop_size=96"], "train.crop_size 96 != backbone.image_size 64"),
+        (["grid.variants=[full,no_daul]"], "grid.variants: unknown variant 'no_daul'"),
     ],
 )
 def test_bad_values_fail_with_the_key_named(overrides, message):

@@ -1,0 +1,102 @@
+"""Run independent jobs (train runs, evaluations) as parallel Ray Tune trials.
+
+Each job is an importable function `module:function` called with a list of Hydra overrides; it does its
+own skip/resume logic, so a rerun redoes only unfinished jobs. With `RAY_ADDRESS` set, the jobs go to
+that existing cluster (results must then be on storage every node sees: keep the repository on a shared
+filesystem, since every path in the config is relative to it). Without it, a local Ray instance starts
+with the CPUs/GPUs of this machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    name: str  # e.g. "train full seed0"; unique within one fan-out
+    function: str  # "module:function", called as function(overrides) -> dict
+    overrides: tuple[str, ...]
+
+    def command(self) -> str:
+        module, function = self.function.split(":")
+        return f"python -m {module} {' '.join(self.overrides)}".strip()
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    cpus: float = 1.0
+    gpus: float = 0.0
+    max_concurrent: int = 0  # 0: as many as the resources allow
+
+
+@dataclasses.dataclass
+class Outcome:
+    job: Job
+    error: str | None
+    result: dict
+
+
+def _call(function: str, overrides: list[str]) -> dict:
+    module_name, attribute = function.split(":")
+    return getattr(importlib.import_module(module_name), attribute)(overrides)
+
+
+def _trial(config: dict) -> None:
+    from ray import tune
+
+    os.chdir(config["cwd"])  # every config path is relative to the repository root
+    if config["cwd"] not in sys.path:
+        sys.path.insert(0, config["cwd"])
+    tune.report(_call(config["function"], list(config["overrides"])) or {"ok": 1})
+
+
+def _root_cause(error: BaseException) -> str:
+    """The original exception line of a Ray task error (Ray wraps it with a remote traceback)."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(error).__name__
+
+
+def run_jobs(jobs: list[Job], resources: Resources, storage: Path, stage: str) -> list[Outcome]:
+    """Run `jobs` as Ray Tune trials; returns one outcome per job (error text for the failed ones)."""
+    if not jobs:
+        return []
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    import ray
+    from ray import tune
+
+    if not ray.is_initialized():
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
+        else:
+            ray.init(include_dashboard=False, log_to_driver=True,
+                     runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+    cwd = str(Path.cwd().resolve())
+    by_name = {job.name: job for job in jobs}
+    trainable = tune.with_resources(_trial, {"cpu": resources.cpus, "gpu": resources.gpus})
+    tuner = tune.Tuner(
+        trainable,
+        param_space={
+            "job": tune.grid_search(list(by_name)),
+            "function": tune.sample_from(lambda spec: by_name[spec.config.job].function),
+            "overrides": tune.sample_from(lambda spec: list(by_name[spec.config.job].overrides)),
+            "cwd": cwd,
+        },
+        tune_config=tune.TuneConfig(max_concurrent_trials=resources.max_concurrent or None),
+        run_config=tune.RunConfig(name=stage, storage_path=str(storage.resolve()), verbose=0),
+    )
+    grid = tuner.fit()
+    outcomes = []
+    for result in grid:
+        job = by_name[result.config["job"]]
+        error = None if result.error is None else _root_cause(result.error)
+        outcomes.append(Outcome(job, error, dict(result.metrics or {})))
+    return sorted(outcomes, key=lambda o: list(by_name).index(o.job.name))
