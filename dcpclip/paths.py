@@ -5,6 +5,7 @@ Layout (profile first, so the offline and paper results never mix):
     runs/<profile>/<variant>/seed<k>/                 checkpoints and training logs of one run
     results/eval/<profile>/<variant>/seed<k>/<benchmark>.json    one evaluation record
     results/flops/<profile>/<variant>/<benchmark>.json           one FLOP record
+    results/flops/paper-arch/<arch>/<variant>/<benchmark>.json   paper architecture, counted offline
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from dcpclip.config import ExperimentConfig
 from dcpclip.config_schema import to_dict
 from dcpclip.model.variants import apply_variant
+from dcpclip.records import PAPER_ARCH_PROFILE
 
 
 def fingerprint(obj) -> str:
@@ -55,6 +57,13 @@ def eval_record_path(cfg: ExperimentConfig, benchmark: str) -> Path:
 
 def flops_record_path(cfg: ExperimentConfig, benchmark: str) -> Path:
     return Path(cfg.results_dir) / "flops" / cfg.profile / cfg.variant / f"{benchmark}.json"
+
+
+def paper_arch_flops_record_path(cfg: ExperimentConfig, benchmark: str) -> Path:
+    """FLOPs of a paper architecture (`cfg` composed with it) counted by the offline pipeline at the
+    protocol's resolution: its own profile folder, one folder per architecture (`dcpclip.records`)."""
+    profile_dir = Path(cfg.results_dir) / "flops" / PAPER_ARCH_PROFILE
+    return profile_dir / cfg.backbone.arch / cfg.variant / f"{benchmark}.json"
 
 
 def text_cache_dir(cfg: ExperimentConfig) -> Path:

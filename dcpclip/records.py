@@ -1,0 +1,262 @@
+"""Result records: the JSON files every evaluation and FLOP count writes, and the only thing the
+aggregation and the report read (results are records, never logs).
+
+Two kinds, each a typed dataclass validated on write and on load (`schema_version` guards the layout):
+
+- `EvalRecord` (`dcpclip.paths.eval_record_path`): one variant, seed and benchmark; metrics in percent,
+  per-class IoU in percent (null for a class absent from the ground truth, which the mean leaves out),
+  pruner recall as a fraction (null where the variant has no pruner).
+- `FlopsRecord` (`dcpclip.paths.flops_record_path`): GMACs per image (fvcore counts one multiply-add as
+  one FLOP) of one variant on one benchmark's vocabulary, mean and std over evaluation images, with the
+  conditions that make the number meaningful. The offline profile also counts the paper architectures
+  (ViT-B/16 at 384, ...) at the protocol's resolution on its synthetic images: those records carry
+  `profile = "paper-arch"` and live at `dcpclip.paths.paper_arch_flops_record_path` (one folder per
+  architecture), so they never mix with the tiny model's counts nor with the paper profile's.
+
+A record names its file in every error: a malformed record fails with the file and the dotted key.
+Training curves are not records: DVCLive writes them under the run folder (`dcpclip.report.curves`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+from dcpclip.atomic import write_text
+from dcpclip.config_schema import ConfigError, from_dict, to_dict
+from dcpclip.data.specs import SPECS
+from dcpclip.model.variants import VARIANTS, resolve_variant
+
+SCHEMA_VERSION = 1
+EVAL_PROFILES = ("offline", "paper")  # = ExperimentConfig.profile (a test keeps them equal)
+PAPER_ARCH_PROFILE = "paper-arch"  # paper architectures counted by the offline profile (FLOP records only)
+FLOPS_PROFILES = (*EVAL_PROFILES, PAPER_ARCH_PROFILE)
+BENCHMARK_KEYS = tuple(key for key, spec in SPECS.items() if spec.split == "val")
+
+
+class RecordError(ValueError):
+    """A record file is malformed; the message names the file and the key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceSettings:
+    mode: Literal["sliding", "whole"]
+    short_side: int  # the image's shorter side is resized to this before inference
+    window: int  # side of each window (the backbone's input size)
+    stride: int  # window stride (sliding mode)
+    views: int  # forward passes per image: 4 windows + 1 global view for CAT-Seg's sliding mode
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentationMetrics:
+    """detectron2's SemSegEvaluator quantities over the whole split, in percent."""
+
+    mIoU: float
+    fwIoU: float
+    mAcc: float
+    pAcc: float
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvalRecord:
+    kind: Literal["eval"] = "eval"
+    schema_version: int = SCHEMA_VERSION
+    profile: str  # one of EVAL_PROFILES
+    variant: str  # a registry name, or names joined by "+"
+    seed: int
+    arch: str  # open_clip architecture of the backbone (selects the published numbers to compare with)
+    benchmark: str  # a key of dcpclip.data.specs.SPECS with split "val"
+    split: str
+    num_classes: int  # label classes the mIoU is over
+    num_prompts: int  # class names given to the model (59 for PAS-20b's 21 classes)
+    num_images: int
+    inference: InferenceSettings
+    metrics: SegmentationMetrics
+    per_class_iou: dict[str, float | None]  # label class name -> IoU %, null if absent from the ground truth
+    pruner_recall: float | None  # share of ground-truth classes the pruner kept, in [0, 1]; null: no pruner
+    config_fingerprint: str  # dcpclip.paths.fingerprint of the whole experiment config
+    train_fingerprint: str | None  # dcpclip.paths.training_fingerprint; null for a training-free variant
+    command: str  # the exact command that reproduces this record
+    environment: dict[str, Any]  # dcpclip.environment.environment_stamp()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FlopsRecord:
+    kind: Literal["flops"] = "flops"
+    schema_version: int = SCHEMA_VERSION
+    profile: str  # one of FLOPS_PROFILES
+    variant: str
+    benchmark: str
+    arch: str  # open_clip architecture of the backbone
+    resolution: tuple[int, ...]  # [H, W] of each view given to the model
+    views: int  # forward passes per image, all counted
+    num_classes: int  # vocabulary size given to the model (the benchmark's prompts: 59 for PAS-20b)
+    text_encoder_included: bool  # false: the text bank is cached per vocabulary, not counted per image
+    gmacs_mean: float  # per image, all views, fvcore multiply-adds / 1e9
+    gmacs_std: float  # over the counted images (pruning makes the cost image dependent)
+    num_images: int
+    params_total: int
+    params_trainable: int
+    skipped_ops: list[str]  # operators fvcore could not count (elementwise ones are expected)
+    config_fingerprint: str
+    command: str
+    environment: dict[str, Any]
+
+
+Record = EvalRecord | FlopsRecord
+RECORD_TYPES: dict[str, type] = {"eval": EvalRecord, "flops": FlopsRecord}
+
+
+def record_problems(record: Record) -> list[str]:
+    """Semantic checks beyond the types: '<key>: <problem>' for each violation (empty when valid)."""
+    problems = []
+    if record.schema_version != SCHEMA_VERSION:
+        problems.append(f"schema_version: {record.schema_version} is not the supported {SCHEMA_VERSION}")
+    profiles = EVAL_PROFILES if isinstance(record, EvalRecord) else FLOPS_PROFILES
+    if record.profile not in profiles:
+        problems.append(f"profile: {record.profile!r} is not one of {', '.join(profiles)}")
+    try:
+        _, trains = resolve_variant(record.variant)
+    except ValueError as err:
+        problems.append(f"variant: {err}")
+        trains = None
+    if record.benchmark not in BENCHMARK_KEYS:
+        problems.append(f"benchmark: {record.benchmark!r} is not one of {', '.join(BENCHMARK_KEYS)}")
+        return problems
+    spec = SPECS[record.benchmark]
+    if isinstance(record, EvalRecord):
+        problems += _eval_problems(record, spec, trains)
+    else:
+        problems += _flops_problems(record, spec)
+    return problems
+
+
+def _eval_problems(record: EvalRecord, spec, trains: bool | None) -> list[str]:
+    problems = []
+    expected = {"split": spec.split, "num_classes": spec.num_classes, "num_prompts": spec.num_prompts}
+    for key, value in expected.items():
+        if getattr(record, key) != value:
+            problems.append(f"{key}: {getattr(record, key)!r} but {spec.title} has {value!r}")
+    for key, value in to_dict(record.metrics).items():
+        if not _is_percent(value):
+            problems.append(f"metrics.{key}: {value!r} is not a percentage in [0, 100]")
+    if len(record.per_class_iou) != spec.num_classes:
+        problems.append(
+            f"per_class_iou: {len(record.per_class_iou)} classes, {spec.title} has {spec.num_classes}")
+    for name, value in record.per_class_iou.items():
+        if value is not None and not _is_percent(value):
+            problems.append(f"per_class_iou.{name}: {value!r} is not a percentage in [0, 100] or null")
+    if record.pruner_recall is not None and not 0.0 <= record.pruner_recall <= 1.0:
+        problems.append(f"pruner_recall: {record.pruner_recall!r} is not a fraction in [0, 1] or null")
+    if record.num_images < 1:
+        problems.append(f"num_images: {record.num_images} < 1")
+    if trains and record.train_fingerprint is None:
+        problems.append(f"train_fingerprint: null, but variant {record.variant!r} is trained")
+    if trains is False and record.train_fingerprint is not None:
+        problems.append(f"train_fingerprint: set, but variant {record.variant!r} is training-free")
+    return problems
+
+
+def _flops_problems(record: FlopsRecord, spec) -> list[str]:
+    problems = []
+    if record.num_classes != spec.num_prompts:
+        problems.append(f"num_classes: {record.num_classes} but {spec.title} gives the model "
+                        f"{spec.num_prompts} class names (the vocabulary size)")
+    if len(record.resolution) != 2 or min(record.resolution) < 1:
+        problems.append(f"resolution: {list(record.resolution)} is not [H, W]")
+    for key in ("gmacs_mean", "gmacs_std"):
+        value = getattr(record, key)
+        if not (math.isfinite(value) and value >= 0):
+            problems.append(f"{key}: {value!r} is not a finite non-negative number")
+    for key in ("views", "num_images"):
+        if getattr(record, key) < 1:
+            problems.append(f"{key}: {getattr(record, key)} < 1")
+    if not 0 <= record.params_trainable <= record.params_total:
+        problems.append(
+            f"params_trainable: {record.params_trainable} not in 0..params_total ({record.params_total})")
+    return problems
+
+
+def _is_percent(value: float) -> bool:
+    return math.isfinite(value) and 0.0 <= value <= 100.0
+
+
+def record_from_dict(data: Any, source: str | os.PathLike = "<record>") -> Record:
+    """Type and validate a parsed record; errors name `source` and the dotted key."""
+    if not isinstance(data, dict):
+        raise RecordError(f"{source}: expected a JSON object, got {type(data).__name__}")
+    kind = data.get("kind")
+    if kind not in RECORD_TYPES:
+        raise RecordError(f"{source}: kind: {kind!r} is not one of {', '.join(map(repr, RECORD_TYPES))}")
+    try:
+        record = from_dict(RECORD_TYPES[kind], data)
+    except ConfigError as err:
+        raise RecordError(f"{source}: {err}") from None
+    problems = record_problems(record)
+    if problems:
+        raise RecordError(f"{source}: " + "; ".join(problems))
+    return record
+
+
+def record_to_json(record: Record) -> str:
+    problems = record_problems(record)
+    if problems:
+        raise RecordError(f"refusing to write an invalid {record.kind} record: " + "; ".join(problems))
+    return json.dumps(to_dict(record), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+
+
+def write_record(record: Record, path: str | os.PathLike) -> Path:
+    """Validate and write atomically (a crash never leaves half a record). Returns the path."""
+    write_text(path, record_to_json(record))
+    return Path(path)
+
+
+def load_record(path: str | os.PathLike) -> Record:
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise RecordError(f"{path}: not valid JSON ({err})") from None
+    return record_from_dict(data, path)
+
+
+def record_identity(record: Record) -> tuple:
+    """What makes two records the same measurement (a second file with it is a duplicate)."""
+    if isinstance(record, EvalRecord):
+        return ("eval", record.profile, record.variant, record.seed, record.benchmark)
+    return ("flops", record.profile, record.arch, record.variant, record.benchmark)
+
+
+def load_records(results_dir: str | os.PathLike) -> list[Record]:
+    """Every record under `<results_dir>/eval` and `<results_dir>/flops`, in a stable order.
+
+    A record in the wrong folder for its kind, or two files with the same identity, is an error.
+    """
+    results_dir = Path(results_dir)
+    loaded: dict[tuple, tuple[Path, Record]] = {}
+    for kind in RECORD_TYPES:
+        for path in sorted((results_dir / kind).rglob("*.json")):
+            record = load_record(path)
+            if record.kind != kind:
+                raise RecordError(f"{path}: a {record.kind!r} record under {results_dir / kind}")
+            identity = record_identity(record)
+            if identity in loaded:
+                raise RecordError(f"{path}: duplicates {loaded[identity][0]} (same {identity})")
+            loaded[identity] = (path, record)
+    return sort_records(record for _, record in loaded.values())
+
+
+def sort_records(records: Iterable[Record]) -> list[Record]:
+    """Kind, profile, arch, variant (registry order), seed, benchmark (the field's order)."""
+    variant_rank = {name: i for i, name in enumerate(VARIANTS)}
+
+    def key(record: Record):
+        seed = record.seed if isinstance(record, EvalRecord) else -1
+        return (record.kind, record.profile, record.arch, variant_rank.get(record.variant, len(variant_rank)),
+                record.variant, seed, BENCHMARK_KEYS.index(record.benchmark))
+
+    return sorted(records, key=key)
