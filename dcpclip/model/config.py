@@ -12,15 +12,19 @@ class HeadConfig:
     # step 2: coarse category recognition -> top-K pruning
     prune: bool = True
     top_k: int = 32  # classes kept per image (never more than C)
+    presence_scale_init: float = 10.0  # initial weight of both similarity cues in the presence calibration
     # step 3: dynamic textual features (class embeddings attend to the image)
     dynamic_text: bool = True
     dynamic_text_layers: int = 1
+    # step 4: visual tokens attend to the K textual features, then per-class spatial aggregation
+    text_to_vision_layers: int = 1
+    aggregation_layers: int = 2  # residual 3x3 conv blocks over each class's similarity map
     # step 6: vision -> text re-scoring from mask-pooled features
     dual: bool = True
     # training-free dense CLIP baseline (patch embeddings vs text bank); the head is not built
     zero_shot: bool = False
     # widths of the head
-    hidden_dim: int = 128
+    hidden_dim: int = 128  # attention/MLP width and per-class channels of the aggregation
     num_heads: int = 4
     decoder_dims: tuple[int, ...] = (64, 32)  # channels at 1/8 and 1/4 of the input
     pruned_logit: float = -100.0  # large finite negative logit for classes removed by pruning
