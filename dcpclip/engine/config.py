@@ -26,6 +26,6 @@ class EvalConfig:
     mode: Literal["sliding", "whole"] = "sliding"  # CAT-Seg's 4 windows + global view, or one pass
     short_side: int = 640
     max_long_side: int = 2560
-    window_stride: int = 256  # stride of the windows in the squashed (2 * window - stride)^2 image
+    window_stride: int = 256  # offset of the 2 x 2 windows in the squashed (window + stride)^2 image
     max_images: int | None = None  # cap per benchmark (None: the whole split)
     flops_images: int = 20  # evaluation images whose GMACs are averaged per (variant, benchmark)

@@ -1,0 +1,214 @@
+"""From one prepared evaluation image to a label map at the image's original size.
+
+Two modes (`EvalConfig.mode`):
+- "sliding", CAT-Seg's test-time scheme (`CATSeg.inference_sliding_window` in KU-CVLAB/CAT-Seg,
+  cat_seg/cat_seg_model.py), generalised from its 384/256 constants to any window and stride: the image is
+  squashed (bilinear, aspect not kept) to a square of side `window + stride`, which holds exactly the 2 x 2
+  windows of side `window` at offsets {0, stride}; one more global view is the image resized to
+  `window x window`. All five views go through the model as one batch. Each view's logits are resized
+  (bilinear) to the view's size and turned into per-class probabilities; window probabilities are averaged
+  where windows overlap, the global view's are resized to the square, and the two are averaged with equal
+  weight. With window 384 and stride 256 this is CAT-Seg's 640 x 640 square. CAT-Seg normalises after
+  cutting the views and we before; bilinear resizing is linear, so that order does not matter.
+- "whole", one pass over the whole image (SED's setting): the image is padded at the bottom and right with
+  zeros (the mean colour after CLIP normalisation, as detectron2's `ImageList` pads) to a multiple of
+  `size_divisor` (the patch size), the logits are resized to the padded size and cropped back.
+
+Either way the merged probabilities are resized (bilinear, as detectron2's `sem_seg_postprocess`) to the
+original size, and the label is the argmax, mapped through the benchmark's prompt-to-label rule (PAS-20b:
+prompts 20..58 -> background 20). Probabilities are a softmax over classes for a head trained with
+cross-entropy and a per-class sigmoid for one trained with binary cross-entropy (CAT-Seg).
+
+The model contract: `model(images [B, 3, h, w], text_bank [C, D])` returns an object with `.logits`
+[B, C, h', w'] (any h', w') and optionally `.kept` [B, K], the vocabulary indices the category pruner kept
+(`dcpclip.model.output.SegmenterOutput`). The pruner's recall on an image (DCP-CLIP: the share of its
+ground-truth classes that are kept) is measured on the union of the views' kept sets: a class kept by any
+view can still win the merged argmax somewhere, so that union is what bounds the achievable mIoU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from dcpclip.engine.config import EvalConfig
+
+ARGMAX_CLASS_CHUNK = 64  # classes resized to full size at a time (memory bound for 847 classes); exact
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceSettings:
+    mode: Literal["sliding", "whole"]
+    window: int  # side of a sliding window: the backbone's input size
+    stride: int  # offset between sliding windows
+    seg_loss: Literal["ce", "bce"]  # how the head was trained: softmax or sigmoid probabilities
+    size_divisor: int = 1  # whole mode pads each side to a multiple of this (the patch size)
+
+    def __post_init__(self):
+        if self.mode not in ("sliding", "whole"):
+            raise ValueError(f"inference mode {self.mode!r}: expected 'sliding' or 'whole'")
+        if self.seg_loss not in ("ce", "bce"):
+            raise ValueError(f"seg_loss {self.seg_loss!r}: expected 'ce' or 'bce'")
+        if not 0 < self.stride <= self.window:
+            raise ValueError(f"window stride {self.stride}: must be in 1..window ({self.window})")
+        if self.size_divisor < 1:
+            raise ValueError(f"size_divisor {self.size_divisor}: must be >= 1")
+
+    @classmethod
+    def from_config(
+        cls, eval_cfg: EvalConfig, window: int, seg_loss: Literal["ce", "bce"], size_divisor: int
+    ) -> InferenceSettings:
+        """`window` = backbone.image_size; `seg_loss` from the (variant-resolved) head config;
+        `size_divisor` = the backbone's patch size."""
+        return cls(eval_cfg.mode, window, eval_cfg.window_stride, seg_loss, size_divisor)
+
+
+@dataclasses.dataclass
+class Inference:
+    probabilities: torch.Tensor  # [C, h, w] merged per-class probabilities (before the final resize)
+    views: int  # forward passes of the image tower (for FLOP accounting)
+    kept: torch.Tensor | None  # [C] bool, kept by the pruner in at least one view (None: model reports none)
+
+
+@dataclasses.dataclass
+class Prediction:
+    labels: torch.Tensor  # [H, W] int64 label indices at the original size
+    views: int
+    kept: torch.Tensor | None  # [C] bool over prompts, as in `Inference`
+
+
+Model = Callable[[torch.Tensor, torch.Tensor], Any]
+
+
+def class_probabilities(logits: torch.Tensor, seg_loss: str) -> torch.Tensor:
+    """logits [B, C, h, w] -> probabilities [B, C, h, w]: softmax over C ("ce") or sigmoid ("bce")."""
+    if seg_loss == "ce":
+        return logits.softmax(dim=1)
+    if seg_loss == "bce":
+        return logits.sigmoid()
+    raise ValueError(f"seg_loss {seg_loss!r}: expected 'ce' or 'bce'")
+
+
+@torch.no_grad()
+def infer(
+    model: Model, image: torch.Tensor, text_bank: torch.Tensor, settings: InferenceSettings
+) -> Inference:
+    """image [3, h, w] (CLIP-normalised); text_bank [C, D] -> merged probabilities [C, h*, w*]."""
+    if image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError(f"expected one image [3, h, w], got {tuple(image.shape)}")
+    if settings.mode == "sliding":
+        return _sliding_window(model, image, text_bank, settings)
+    return _whole_image(model, image, text_bank, settings)
+
+
+def predict_labels(
+    model: Model,
+    image: torch.Tensor,
+    text_bank: torch.Tensor,
+    settings: InferenceSettings,
+    output_size: tuple[int, int],
+    prompt_to_label: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> Prediction:
+    """A prepared (resized, normalised) image [3, h, w] -> labels [H, W] at `output_size` (the original
+    image size). `prompt_to_label` maps prompt indices to label indices (`DatasetSpec.prompt_to_label`)."""
+    result = infer(model, image, text_bank, settings)
+    labels = resized_argmax(result.probabilities, output_size)
+    if prompt_to_label is not None:
+        labels = prompt_to_label(labels)
+    return Prediction(labels, result.views, result.kept)
+
+
+def pruner_recall(
+    kept: torch.Tensor,
+    target: torch.Tensor,
+    ignore_value: int,
+    prompt_to_label: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> float | None:
+    """Share of the labels present in `target` [H, W] that the kept prompts `kept` [C] bool can produce
+    (through `prompt_to_label`: on PAS-20b any kept context prompt keeps the background label).
+    None for an image without labelled pixels."""
+    present = torch.unique(target[target != ignore_value]).cpu()
+    if present.numel() == 0:
+        return None
+    kept_labels = kept.nonzero()[:, 0].cpu()
+    if prompt_to_label is not None:
+        kept_labels = prompt_to_label(kept_labels)
+    return float(torch.isin(present, kept_labels).double().mean())
+
+
+def resized_argmax(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """scores [C, h, w] -> argmax over C of the scores resized bilinearly to `size`: [H, W] int64.
+    Resizes a chunk of classes at a time, so 847 classes at full size never sit in memory at once; ties go
+    to the lowest index, as with a plain argmax."""
+    best_score = best_index = None
+    for start in range(0, scores.shape[0], ARGMAX_CLASS_CHUNK):
+        chunk = scores[None, start : start + ARGMAX_CLASS_CHUNK]  # [1, c, h, w]
+        chunk = F.interpolate(chunk, size=tuple(size), mode="bilinear", align_corners=False)[0]  # [c, H, W]
+        score, index = chunk.max(dim=0)
+        index = index + start
+        if best_score is None:
+            best_score, best_index = score, index
+        else:
+            better = score > best_score
+            best_score = torch.where(better, score, best_score)
+            best_index = torch.where(better, index, best_index)
+    return best_index
+
+
+def _run(
+    model: Model, views: torch.Tensor, text_bank: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """views [V, 3, s, s'] -> (logits resized to the views' size [V, C, s, s'], [C] bool kept by any view)."""
+    output = model(views, text_bank)
+    logits = output.logits
+    expected = (views.shape[0], text_bank.shape[0])
+    if logits.dim() != 4 or tuple(logits.shape[:2]) != expected:
+        raise ValueError(
+            f"model logits {tuple(logits.shape)}: expected [{expected[0]}, {expected[1]}, h, w] for "
+            f"{expected[0]} views and a text bank of {expected[1]} classes"
+        )
+    logits = F.interpolate(logits.float(), size=views.shape[-2:], mode="bilinear", align_corners=False)
+    kept_indices = getattr(output, "kept", None)  # [V, K]
+    if kept_indices is None:
+        return logits, None
+    kept = torch.zeros(expected[1], dtype=torch.bool, device=logits.device)
+    kept[kept_indices.reshape(-1)] = True
+    return logits, kept
+
+
+def _whole_image(model: Model, image: torch.Tensor, text_bank: torch.Tensor, settings: InferenceSettings):
+    _, height, width = image.shape
+    divisor = settings.size_divisor
+    pad_bottom, pad_right = -height % divisor, -width % divisor
+    padded = F.pad(image[None], (0, pad_right, 0, pad_bottom), value=0.0)  # [1, 3, h+, w+]
+    logits, kept = _run(model, padded, text_bank)  # [1, C, h+, w+]
+    probabilities = class_probabilities(logits[:, :, :height, :width], settings.seg_loss)[0]  # [C, h, w]
+    return Inference(probabilities, 1, kept)
+
+
+def _sliding_window(model: Model, image: torch.Tensor, text_bank: torch.Tensor, settings: InferenceSettings):
+    window, stride = settings.window, settings.stride
+    side = window + stride
+    square = F.interpolate(image[None], size=(side, side), mode="bilinear", align_corners=False)  # [1,3,S,S]
+    offsets = [(top, left) for top in (0, stride) for left in (0, stride)]
+    windows = [square[:, :, top : top + window, left : left + window] for top, left in offsets]
+    global_view = F.interpolate(image[None], size=(window, window), mode="bilinear", align_corners=False)
+    views = torch.cat([*windows, global_view])  # [5, 3, window, window]
+    logits, kept = _run(model, views, text_bank)  # [5, C, window, window]
+    probabilities = class_probabilities(logits, settings.seg_loss)
+    del logits  # with 847 classes at 384 x 384 these are 2.5 GB
+
+    summed = probabilities.new_zeros(probabilities.shape[1], side, side)  # [C, S, S]
+    covered = probabilities.new_zeros(1, side, side)  # windows covering each pixel: 1, 2 or 4
+    for (top, left), window_probabilities in zip(offsets, probabilities[:-1], strict=True):
+        summed[:, top : top + window, left : left + window] += window_probabilities
+        covered[:, top : top + window, left : left + window] += 1
+    global_probabilities = F.interpolate(
+        probabilities[-1:], size=(side, side), mode="bilinear", align_corners=False
+    )[0]  # [C, S, S]
+    merged = (summed / covered + global_probabilities) / 2
+    return Inference(merged, len(views), kept)

@@ -1,0 +1,224 @@
+"""Whole-image and sliding-window inference with small test-double models."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from dcpclip.data.specs import SPECS
+from dcpclip.engine.config import EvalConfig
+from dcpclip.engine.inference import (
+    InferenceSettings,
+    class_probabilities,
+    infer,
+    predict_labels,
+    pruner_recall,
+    resized_argmax,
+)
+
+
+@dataclasses.dataclass
+class Output:
+    logits: torch.Tensor
+    kept: torch.Tensor | None = None
+
+
+class PixelModel:
+    """A per-pixel (1x1) model: the logit of class c is log(channel c), so with channels that are
+    positive and sum to 1 over the classes the softmax returns the channels themselves."""
+
+    def __call__(self, images, text_bank):
+        return Output(images[:, : text_bank.shape[0]].log())
+
+
+class RecordingModel:
+    """Constant logits at a quarter of the input resolution; records the batches it sees."""
+
+    def __init__(self):
+        self.inputs = []
+
+    def __call__(self, images, text_bank):
+        self.inputs.append(tuple(images.shape))
+        batch, _, height, width = images.shape
+        return Output(torch.zeros(batch, text_bank.shape[0], height // 4, width // 4))
+
+
+def _ramp_image(height, width):
+    """Channel 0 bilinear in (y, x), channel 1 = 1 - channel 0: bilinear resizing reproduces it exactly
+    wherever no sample is clamped at the border."""
+    y = torch.linspace(0, 1, height)[:, None]
+    x = torch.linspace(0, 1, width)[None, :]
+    first = 0.2 + 0.4 * x + 0.3 * y  # in [0.2, 0.9]
+    return torch.stack([first, 1 - first, torch.zeros(height, width)])  # [3, H, W]
+
+
+def test_sliding_equals_whole_for_a_per_pixel_model_where_resizing_is_exact():
+    # The image is already the (window + stride)^2 square, so the squash and the window cuts are exact;
+    # the global view's downsizing of a bilinear ramp is exact, and its upsizing back is exact except in
+    # the outermost rows and columns, where bilinear sampling clamps at the border.
+    window, stride = 64, 32
+    image = _ramp_image(window + stride, window + stride)
+    text_bank = torch.zeros(2, 8)
+    whole = infer(PixelModel(), image, text_bank, InferenceSettings("whole", window, stride, "ce"))
+    sliding = infer(PixelModel(), image, text_bank, InferenceSettings("sliding", window, stride, "ce"))
+    assert whole.views == 1 and sliding.views == 5
+    assert torch.allclose(whole.probabilities, image[:2], atol=1e-6)
+    assert sliding.probabilities.shape == (2, window + stride, window + stride)
+    assert torch.allclose(sliding.probabilities[:, 1:-1, 1:-1], whole.probabilities[:, 1:-1, 1:-1], atol=1e-5)
+
+
+def test_sliding_equals_whole_after_resizing_back_to_a_non_square_original():
+    window, stride = 64, 32
+    image = _ramp_image(72, 120)  # squashed to 96 x 96 and resized back to 72 x 120
+    text_bank = torch.zeros(2, 8)
+    whole = infer(PixelModel(), image, text_bank, InferenceSettings("whole", window, stride, "ce"))
+    sliding = infer(PixelModel(), image, text_bank, InferenceSettings("sliding", window, stride, "ce"))
+    back = torch.nn.functional.interpolate(sliding.probabilities[None], size=(72, 120), mode="bilinear")[0]
+    assert torch.allclose(back[:, 2:-2, 2:-2], whole.probabilities[:, 2:-2, 2:-2], atol=1e-5)
+
+
+class ViewMaxModel:
+    """Each view gets one probability for class 0 over the whole view: 0.9 if channel 0 reaches 1
+    anywhere in the view, else 0.1 (a maximum survives the bilinear resizing of a wide step)."""
+
+    def __call__(self, images, text_bank):
+        hit = images[:, 0].flatten(1).max(dim=1).values > 0.99  # [B]
+        first = torch.where(hit, 0.9, 0.1)[:, None, None, None].expand(-1, 1, *images.shape[-2:])
+        return Output(torch.cat([first, 1 - first], dim=1).log())
+
+
+def test_sliding_merge_averages_overlapping_windows_then_weighs_the_global_view_one_half():
+    window, stride = 64, 32
+    image = torch.zeros(3, 96, 96)
+    image[0, :, :32] = 1  # only the windows at horizontal offset 0 see it; the global view does too
+    result = infer(
+        ViewMaxModel(), image, torch.zeros(2, 8), InferenceSettings("sliding", window, stride, "ce")
+    )
+    first = result.probabilities[0]
+    # columns 0..31: windows at offset 0 only (0.9), global 0.9; columns 32..63: both offsets
+    # (0.9 and 0.1 average to 0.5), global 0.9; columns 64..95: offset 32 only (0.1), global 0.9.
+    assert torch.allclose(first[:, :32], torch.tensor(0.9))
+    assert torch.allclose(first[:, 32:64], torch.tensor((0.5 + 0.9) / 2))
+    assert torch.allclose(first[:, 64:], torch.tensor((0.1 + 0.9) / 2))
+
+
+def test_protocol_geometry_uses_four_windows_and_a_global_view_in_one_batch():
+    settings = InferenceSettings.from_config(EvalConfig(), window=384, seg_loss="ce", size_divisor=16)
+    assert (settings.mode, settings.window, settings.stride) == ("sliding", 384, 256)
+    model = RecordingModel()
+    result = infer(model, torch.zeros(3, 640, 853), torch.zeros(5, 8), settings)
+    assert model.inputs == [(5, 3, 384, 384)]
+    assert result.views == 5
+    assert result.probabilities.shape == (5, 640, 640)  # the squashed square, before resizing back
+    assert result.kept is None  # the model reports no pruning
+    assert torch.allclose(result.probabilities, torch.tensor(0.2))  # softmax of 5 equal logits
+
+
+def test_whole_image_pads_to_the_size_divisor_and_crops_back():
+    model = RecordingModel()
+    settings = InferenceSettings("whole", 64, 32, "bce", size_divisor=16)
+    result = infer(model, torch.zeros(3, 70, 90), torch.zeros(3, 8), settings)
+    assert model.inputs == [(1, 3, 80, 96)]
+    assert result.views == 1
+    assert result.probabilities.shape == (3, 70, 90)
+    assert torch.allclose(result.probabilities, torch.tensor(0.5))  # sigmoid(0), not a softmax
+
+
+def test_probabilities_follow_the_training_loss():
+    logits = torch.randn(2, 4, 3, 5)
+    assert torch.allclose(class_probabilities(logits, "ce").sum(dim=1), torch.ones(2, 3, 5))
+    assert torch.allclose(class_probabilities(logits, "bce"), torch.sigmoid(logits))
+    with pytest.raises(ValueError, match="seg_loss"):
+        class_probabilities(logits, "focal")
+
+
+def test_predict_labels_at_the_original_size():
+    # A left/right two-class image at half the original size: upsampled, the boundary stays in the middle.
+    image = torch.zeros(3, 32, 64)
+    image[0, :, :32] = 0.9
+    image[0, :, 32:] = 0.1
+    image[1] = 1 - image[0]
+    for mode in ("whole", "sliding"):
+        prediction = predict_labels(
+            PixelModel(),
+            image,
+            torch.zeros(2, 8),
+            InferenceSettings(mode, 64, 32, "ce"),
+            output_size=(64, 128),
+        )
+        assert prediction.labels.shape == (64, 128) and prediction.labels.dtype == torch.int64
+        assert (prediction.labels[:, :64] == 0).all() and (prediction.labels[:, 64:] == 1).all()
+
+
+def test_pas20b_argmax_over_59_prompts_then_background():
+    spec = SPECS["pas20b"]
+    prompt_map = torch.tensor([[3, 19, 20], [45, 58, 0]])
+
+    def model(images, text_bank):
+        assert images.shape[-2:] == prompt_map.shape
+        one_hot = torch.nn.functional.one_hot(prompt_map, text_bank.shape[0]).permute(2, 0, 1).float()
+        return Output(10 * one_hot[None])
+
+    prediction = predict_labels(
+        model,
+        torch.zeros(3, 2, 3),
+        torch.zeros(spec.num_prompts, 8),
+        InferenceSettings("whole", 64, 32, "ce"),
+        output_size=(2, 3),
+        prompt_to_label=spec.prompt_to_label,
+    )
+    assert prediction.labels.tolist() == [[3, 19, 20], [20, 20, 0]]
+
+
+def test_chunked_argmax_matches_a_plain_argmax_including_ties():
+    scores = torch.rand(150, 7, 9)
+    scores[100] = scores[3]  # a tie across chunks goes to the lower index
+    scores[3, 0, 0] = scores[100, 0, 0] = 2.0
+    resized = torch.nn.functional.interpolate(scores[None], size=(13, 11), mode="bilinear")[0]
+    labels = resized_argmax(scores, (13, 11))
+    assert torch.equal(labels, resized.argmax(dim=0))
+    assert labels[0, 0] == 3
+
+
+def test_bad_settings_and_outputs_fail_clearly():
+    with pytest.raises(ValueError, match="stride 96"):
+        InferenceSettings("sliding", 64, 96, "ce")
+    with pytest.raises(ValueError, match="mode"):
+        InferenceSettings("tiles", 64, 32, "ce")
+    with pytest.raises(ValueError, match="logits"):
+        infer(
+            lambda images, text_bank: Output(torch.zeros(1, 3, 4, 4)),  # 3 classes for a bank of 2
+            torch.zeros(3, 16, 16),
+            torch.zeros(2, 8),
+            InferenceSettings("whole", 64, 32, "ce"),
+        )
+    with pytest.raises(ValueError, match=r"\[3, h, w\]"):
+        infer(
+            PixelModel(),
+            torch.zeros(1, 3, 16, 16),
+            torch.zeros(2, 8),
+            InferenceSettings("whole", 64, 32, "ce"),
+        )
+
+
+def test_kept_classes_are_the_union_over_views_and_recall_is_measured_on_labels():
+    def model(images, text_bank):
+        kept = torch.tensor([[0], [1], [1], [2], [0]])  # one kept class per view
+        return Output(torch.zeros(len(images), text_bank.shape[0], 4, 4), kept=kept)
+
+    result = infer(
+        model, torch.zeros(3, 40, 40), torch.zeros(6, 8), InferenceSettings("sliding", 32, 16, "ce")
+    )
+    assert result.kept.tolist() == [True, True, True, False, False, False]
+    target = torch.tensor([[0, 2, 3], [255, 3, 0]])
+    assert pruner_recall(result.kept, target, ignore_value=255) == pytest.approx(2 / 3)  # 0, 2 of 0, 2, 3
+    assert pruner_recall(result.kept, torch.full((2, 2), 255), ignore_value=255) is None
+
+
+def test_pas20b_recall_counts_background_as_kept_when_any_context_prompt_is():
+    spec = SPECS["pas20b"]
+    kept = torch.zeros(spec.num_prompts, dtype=torch.bool)
+    kept[[3, 45]] = True  # a VOC class and a context class
+    target = torch.tensor([[3, 20, 7, 255]])
+    assert pruner_recall(kept, target, 255, spec.prompt_to_label) == pytest.approx(2 / 3)
+    assert pruner_recall(kept, target, 255) == pytest.approx(1 / 3)  # without the rule only 3 counts
