@@ -8,16 +8,21 @@ from typing import Literal
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
+    """CAT-Seg's recipe: AdamW, cosine decay to 0 over `iterations` without warmup, CLIP parameters at
+    `clip_lr_multiplier` x lr, gradient clipping by the total norm of all trainable parameters."""
+
     iterations: int = 80_000
     batch_size: int = 4
     crop_size: int = 384  # resize short side to this, random crop, flip, colour jitter
     lr: float = 2e-4
     weight_decay: float = 1e-4
+    weight_decay_norm: float = 0.0  # norm layers and embeddings (detectron2's WEIGHT_DECAY_NORM/_EMBED)
     clip_lr_multiplier: float = 0.01
     grad_clip_norm: float = 0.01
     checkpoint_every: int = 5_000
     log_every: int = 50
     amp: bool = True  # mixed precision on CUDA only; CPU runs fp32 and deterministic
+    amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"  # float16 adds a gradient scaler
     threads: int = 0  # torch CPU threads; 0 leaves torch's default
 
 

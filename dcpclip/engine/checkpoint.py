@@ -1,0 +1,166 @@
+"""Training checkpoints: atomic, exactly resumable, and tied to the training config that made them.
+
+One run folder (`dcpclip.paths.run_dir`) holds
+    checkpoint.pt   the latest checkpoint, overwritten atomically (write a temporary, then rename)
+    done            JSON {"fingerprint", "step"}, written after the final checkpoint
+
+A checkpoint holds the model's TRAINABLE state only (parameters with requires_grad, plus every persistent
+buffer): the frozen CLIP weights are rebuilt from the config (`backbone.pretrained`, `backbone.init_seed`),
+which is part of the fingerprint, so checkpoints stay small (the q/v projections, not all of CLIP).
+Besides the model it holds the optimiser, scheduler and gradient-scaler states, the RNG states (torch,
+CUDA, numpy, python), the data-order position, the step, and the training identity with its fingerprint.
+Files are read with `weights_only=True`: no pickled code is ever executed.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from dcpclip.atomic import atomic_path, write_text
+
+CHECKPOINT_NAME = "checkpoint.pt"
+DONE_NAME = "done"
+FORMAT_VERSION = 1
+
+RunStatus = Literal["fresh", "resumable", "done", "mismatch"]
+
+
+class RunMismatchError(RuntimeError):
+    """The run folder holds a checkpoint made with a different training config."""
+
+
+# ---- model state --------------------------------------------------------------------------------------
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters that train plus persistent buffers: what a checkpoint stores of the model."""
+    named = list(model.named_parameters(remove_duplicate=False))
+    parameters = {name for name, _ in named}
+    trainable = {name for name, p in named if p.requires_grad}
+    return {name: t for name, t in model.state_dict().items() if name in trainable or name not in parameters}
+
+
+def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Copy a checkpoint's model state into `model` (built from the same config); the key sets must match."""
+    expected = set(trainable_state(model))
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"{source}: model state does not fit this model (missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]}); was it trained with another head or clip_trainable setting?"
+        )
+    model.load_state_dict(state, strict=False)
+
+
+def load_trained_weights(model: nn.Module, run_dir: str | Path) -> int:
+    """Load the trained state of a finished or interrupted run into `model`; returns its step."""
+    path = Path(run_dir) / CHECKPOINT_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}: train this run first")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    load_trainable_state(model, checkpoint["model"], path)
+    return checkpoint["step"]
+
+
+# ---- RNG ----------------------------------------------------------------------------------------------
+def rng_state() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
+                  "has_gauss": has_gauss, "cached_gaussian": cached},
+        "python": random.getstate(),
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        if len(state["cuda"]) != torch.cuda.device_count():
+            raise RuntimeError(
+                f"checkpoint has RNG states of {len(state['cuda'])} CUDA devices, this machine has "
+                f"{torch.cuda.device_count()}: resume on the same device set for an exact continuation"
+            )
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np_state = state["numpy"]
+    np.random.set_state((np_state["kind"], np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["cached_gaussian"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+# ---- files --------------------------------------------------------------------------------------------
+def save_checkpoint(run_dir: str | Path, contents: dict[str, Any]) -> Path:
+    """Write `contents` (see `Trainer.checkpoint_contents`) atomically to <run_dir>/checkpoint.pt."""
+    path = Path(run_dir) / CHECKPOINT_NAME
+    with atomic_path(path) as tmp:
+        torch.save({"format_version": FORMAT_VERSION, **contents}, tmp)
+    return path
+
+
+def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / CHECKPOINT_NAME
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if checkpoint.get("format_version") != FORMAT_VERSION:
+        found = checkpoint.get("format_version")
+        raise ValueError(f"{path}: checkpoint format {found}, this code reads format {FORMAT_VERSION}")
+    return checkpoint
+
+
+def checkpoint_identity(run_dir: str | Path) -> tuple[str, dict, int]:
+    """(fingerprint, training identity, step) of the stored checkpoint, without reading its tensors."""
+    path = Path(run_dir) / CHECKPOINT_NAME
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return checkpoint["fingerprint"], checkpoint["identity"], checkpoint["step"]
+
+
+def mark_done(run_dir: str | Path, fingerprint: str, step: int) -> None:
+    write_text(Path(run_dir) / DONE_NAME, json.dumps({"fingerprint": fingerprint, "step": step}) + "\n")
+
+
+def clear_done(run_dir: str | Path) -> None:
+    (Path(run_dir) / DONE_NAME).unlink(missing_ok=True)
+
+
+def run_status(run_dir: str | Path, fingerprint: str) -> RunStatus:
+    """"fresh" (no checkpoint), "mismatch" (a checkpoint of another training config), "done" (the final
+    checkpoint of this config and its done marker), or "resumable" (an unfinished run of this config)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CHECKPOINT_NAME).is_file():
+        return "fresh"
+    stored, _, _ = checkpoint_identity(run_dir)
+    if stored != fingerprint:
+        return "mismatch"
+    done = run_dir / DONE_NAME
+    if done.is_file() and json.loads(done.read_text()).get("fingerprint") == fingerprint:
+        return "done"
+    return "resumable"
+
+
+def mismatch_message(run_dir: str | Path, fingerprint: str, identity: dict) -> str:
+    """Explain a refused resume: both fingerprints, the run folder, and which settings differ."""
+    stored_fingerprint, stored_identity, step = checkpoint_identity(run_dir)
+    old, new = _flatten(stored_identity), _flatten(identity)
+    differences = [f"{k}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}"
+                   for k in sorted(set(old) | set(new)) if old.get(k, "<absent>") != new.get(k, "<absent>")]
+    return (
+        f"refusing to resume {run_dir}: its checkpoint (step {step}) was trained with config fingerprint "
+        f"{stored_fingerprint}, this config has fingerprint {fingerprint}. Differences: "
+        f"{'; '.join(differences) or 'none visible'}. Delete {run_dir} to retrain with this config, or "
+        f"choose another runs_dir to keep both."
+    )
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: tree}
