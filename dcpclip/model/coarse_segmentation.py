@@ -28,7 +28,12 @@ class CoarseMaps:
 
 class TextToVisionSegmenter(nn.Module):
     def __init__(
-        self, dim: int, inner_dim: int, num_heads: int, attention_layers: int, hidden_dim: int,
+        self,
+        dim: int,
+        inner_dim: int,
+        num_heads: int,
+        attention_layers: int,
+        hidden_dim: int,
         aggregation_layers: int,
     ):
         super().__init__()

@@ -2,8 +2,10 @@
 intermediate encoder blocks, at 1/8 and then 1/4 of the input size (the upsampling decoder of CAT-Seg,
 Cho et al., CVPR 2024, with additive instead of concatenated guidance, which keeps the per-class cost low).
 
-The skip features are computed once per image and broadcast over the K classes; the deeper block guides
-the 1/8 stage and the shallower one the 1/4 stage.
+The refinement is residual: the fine logits are the coarse logits upsampled plus a correction predicted
+from the refined class features, so the coarse maps stay a segmentation in their own right (and the
+optional auxiliary loss supervises them directly). The skip features are computed once per image and
+broadcast over the K classes; the deeper block guides the 1/8 stage and the shallower one the 1/4 stage.
 """
 
 from __future__ import annotations
@@ -42,15 +44,21 @@ class CoarseToFineDecoder(nn.Module):
             )
         in_dims = (hidden_dim, *stage_dims[:-1])
         self.skips = nn.ModuleList(SkipProjection(vision_width, d) for d in stage_dims)
-        self.reduce = nn.ModuleList(nn.Conv2d(i, d, kernel_size=1) for i, d in zip(in_dims, stage_dims))
+        self.reduce = nn.ModuleList(
+            nn.Conv2d(i, d, kernel_size=1) for i, d in zip(in_dims, stage_dims, strict=True)
+        )
         self.fuse = nn.ModuleList(ResidualConvBlock(d) for d in stage_dims)
         self.to_logit = nn.Conv2d(stage_dims[-1], 1, kernel_size=1)
 
     def forward(
-        self, class_features: torch.Tensor, intermediates: list[torch.Tensor], image_size: tuple[int, int]
+        self,
+        class_features: torch.Tensor,
+        coarse_logits: torch.Tensor,
+        intermediates: list[torch.Tensor],
+        image_size: tuple[int, int],
     ) -> torch.Tensor:
-        """class_features [B, K, hidden, h, w], intermediates (shallow..deep) each [B, W, h, w]
-        -> fine logits [B, K, H/4, W/4]."""
+        """class_features [B, K, hidden, h, w], coarse_logits [B, K, h, w], intermediates (shallow..deep)
+        each [B, W, h, w] -> fine logits [B, K, H/4, W/4]."""
         if len(intermediates) != len(STAGE_STRIDES):
             raise ValueError(
                 f"the decoder needs {len(STAGE_STRIDES)} intermediate encoder maps "
@@ -59,12 +67,13 @@ class CoarseToFineDecoder(nn.Module):
         batch, num_kept = class_features.shape[:2]
         x = class_features.flatten(0, 1)  # [B*K, hidden, h, w]
         for stride, skip, reduce, fuse, tokens in zip(
-            STAGE_STRIDES, self.skips, self.reduce, self.fuse, reversed(intermediates)
+            STAGE_STRIDES, self.skips, self.reduce, self.fuse, reversed(intermediates), strict=True
         ):
             size = (image_size[0] // stride, image_size[1] // stride)
             guidance = skip(tokens, size)  # [B, d, *size], once per image
             x = F.interpolate(reduce(x), size=size, mode="bilinear", align_corners=False)  # [B*K, d, *size]
             x = (x.view(batch, num_kept, *x.shape[1:]) + guidance[:, None]).flatten(0, 1)
             x = fuse(x)
-        logits = self.to_logit(F.gelu(x))  # [B*K, 1, H/4, W/4]
-        return logits.view(batch, num_kept, *logits.shape[-2:])
+        correction = self.to_logit(F.gelu(x)).view(batch, num_kept, *x.shape[-2:])  # [B, K, H/4, W/4]
+        coarse = F.interpolate(coarse_logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return coarse + correction

@@ -2,7 +2,8 @@
 mask (the softmax of the fine logits over the kept classes), and a small MLP on (pooled feature, textual
 feature) gives a per-class score added to that class's logits: spatial evidence from the segmentation
 refines the category prediction of each mask (mask-pooled segment features as in ZegFormer's segment
-classification, Ding et al., CVPR 2022, used here as a residual correction of the class logits). `NoRescoring` is the `no_dual` ablation."""
+classification, Ding et al., CVPR 2022, used here as a residual correction of the class logits).
+`NoRescoring` is the `no_dual` ablation."""
 
 from __future__ import annotations
 

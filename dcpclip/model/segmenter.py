@@ -19,8 +19,9 @@ def check_inputs(backbone: ClipBackbone, images: torch.Tensor, text_bank: torch.
     if text_bank.dim() != 2 or text_bank.shape[1] != backbone.embed_dim:
         raise ValueError(f"text_bank must be [C, {backbone.embed_dim}], got {list(text_bank.shape)}")
     if targets is not None and targets.shape != (images.shape[0], *images.shape[2:]):
-        raise ValueError(f"targets must be [B, H, W] = {[images.shape[0], *images.shape[2:]]}, "
-                         f"got {list(targets.shape)}")
+        raise ValueError(
+            f"targets must be [B, H, W] = {[images.shape[0], *images.shape[2:]]}, got {list(targets.shape)}"
+        )
 
 
 class DcpClipSegmenter(nn.Module):
@@ -60,7 +61,9 @@ class DcpClipSegmenter(nn.Module):
         selection = self.pruner(features, text_bank, present, force=self.training)
         text = self.text_features(text_bank[selection.kept], features.dense)  # [B, K, D]
         coarse = self.coarse(features.dense, text)  # class_features [B, K, hidden, h, w]
-        fine = self.decoder(coarse.class_features, features.intermediates, size)  # [B, K, H/4, W/4]
+        fine = self.decoder(
+            coarse.class_features, coarse.logits, features.intermediates, size
+        )  # [B,K,H/4,W/4]
         fine = self.rescorer(fine, coarse.visual, text)  # [B, K, H/4, W/4]
         logits = scatter_to_vocabulary(fine, selection.kept, num_classes, size, self.pruned_logit)
         return SegmenterOutput(

@@ -5,11 +5,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-KEPT_MARGIN = 1.0  # kept logits are floored at pruned_logit + KEPT_MARGIN: the argmax never picks a pruned class
+# kept logits are floored at pruned_logit + KEPT_MARGIN: the argmax never picks a pruned class
+KEPT_MARGIN = 1.0
 
 
 def scatter_to_vocabulary(
-    kept_logits: torch.Tensor, kept: torch.Tensor, num_classes: int, size: tuple[int, int], pruned_logit: float
+    kept_logits: torch.Tensor,
+    kept: torch.Tensor,
+    num_classes: int,
+    size: tuple[int, int],
+    pruned_logit: float,
 ) -> torch.Tensor:
     """kept_logits [B, K, h, w], kept [B, K] -> [B, C, *size]; classes not kept get `pruned_logit`.
     The floor only touches logits below pruned_logit + KEPT_MARGIN; losses use the unfloored kept_logits."""

@@ -1,0 +1,80 @@
+"""Which parameters train. The head always trains (except in the training-free `zero_shot`); of CLIP,
+`head.clip_trainable` picks none, all, or (default, as CAT-Seg fine-tunes) the query and value
+projections of every attention block in both towers.
+
+open_clip packs the q, k and v projections into one `in_proj_weight` [3E, E] (and `in_proj_bias` [3E]),
+both in `nn.MultiheadAttention` and in its own `Attention`. Rather than patch or re-parametrise open_clip's
+modules (which would change their state-dict keys), the packed tensors are marked trainable and a gradient
+hook zeroes the key rows [E:2E]: Adam then leaves those rows unchanged (zero moments give a zero step).
+One caveat: AdamW's decoupled weight decay still shrinks them by lr * weight_decay per step (2e-10 with
+CAT-Seg's CLIP learning rate 2e-6 and decay 1e-4: a relative change of 2e-5 over 80k iterations); use
+weight decay 0 for the CLIP group where exactness matters.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+from torch import nn
+
+from dcpclip.model.config import HeadConfig
+
+_KEY_MASK_HOOKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # parameter -> hook handle
+
+
+def packed_projections(module: nn.Module) -> list[nn.Parameter]:
+    """The packed q/k/v projection tensors of every attention block (first dim 3E)."""
+    found = []
+    for block in module.modules():
+        for name in ("in_proj_weight", "in_proj_bias"):
+            param = getattr(block, name, None)
+            if isinstance(param, nn.Parameter):
+                found.append(param)
+    return found
+
+
+def _zero_key_rows(grad: torch.Tensor) -> torch.Tensor:
+    """grad of a packed [3E, ...] projection -> same with the key rows [E:2E] zeroed."""
+    embed = grad.shape[0] // 3
+    grad = grad.clone()
+    grad[embed : 2 * embed] = 0
+    return grad
+
+
+def set_trainable(model: nn.Module, head_cfg: HeadConfig) -> None:
+    """Set `requires_grad` on every parameter of a segmenter (one with `.backbone`) for `head_cfg`.
+    Calling it again replaces the previous choice, hooks included."""
+    for param, handle in list(_KEY_MASK_HOOKS.items()):
+        handle.remove()
+        del _KEY_MASK_HOOKS[param]
+    clip_ids = {id(p) for p in model.backbone.parameters()}
+    for param in model.parameters():
+        param.requires_grad_(id(param) not in clip_ids and not head_cfg.zero_shot)
+    if head_cfg.zero_shot or head_cfg.clip_trainable == "none":
+        return
+    if head_cfg.clip_trainable == "all":
+        model.backbone.requires_grad_(True)
+        return
+    if head_cfg.clip_trainable != "attn_qv":
+        raise ValueError(
+            f"head.clip_trainable must be 'attn_qv', 'none' or 'all', got {head_cfg.clip_trainable!r}"
+        )
+    projections = packed_projections(model.backbone)
+    if not projections:
+        raise ValueError(
+            "head.clip_trainable='attn_qv': the backbone has no packed in_proj attention weights"
+        )
+    for param in projections:
+        param.requires_grad_(True)
+        _KEY_MASK_HOOKS[param] = param.register_hook(_zero_key_rows)
+
+
+def trainable_parameters(model: nn.Module) -> dict[str, list[nn.Parameter]]:
+    """{"clip": trainable backbone parameters, "head": trainable others} (for the CLIP lr multiplier)."""
+    clip_ids = {id(p) for p in model.backbone.parameters()}
+    groups: dict[str, list[nn.Parameter]] = {"clip": [], "head": []}
+    for param in model.parameters():
+        if param.requires_grad:
+            groups["clip" if id(param) in clip_ids else "head"].append(param)
+    return groups
