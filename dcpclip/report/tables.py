@@ -1,0 +1,194 @@
+"""Markdown tables of the report (pipe tables via tabulate). Every cell is formatted here, so the same
+table always renders to the same text. A measurement that was not made is the GAP mark, never a
+silent omission; a quantity that does not exist for a variant (recall without a pruner) is NOT_APPLICABLE.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import pandas as pd
+from tabulate import tabulate
+
+from dcpclip.data.specs import SPECS
+from dcpclip.records import BENCHMARK_KEYS, EvalRecord, Record, sort_records
+from dcpclip.report.aggregate import seed_statistics
+from dcpclip.report.reference import PUBLISHED
+
+GAP = "—"
+NOT_APPLICABLE = "n/a"
+TITLES = [SPECS[key].title for key in BENCHMARK_KEYS]
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> str:
+    """Pipe table; `align` has one "l" or "r" per column (default: the first left, numbers right)."""
+    align = align or "l" + "r" * (len(headers) - 1)
+    rows = [[str(cell).replace("|", "\\|") for cell in row] for row in rows]
+    colalign = ["left" if a == "l" else "right" for a in align]
+    return tabulate(rows, headers=list(headers), tablefmt="pipe", colalign=colalign, disable_numparse=True)
+
+
+def mean_std(mean: float, std: float, n: int, digits: int = 2) -> str:
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if n > 1 else "")
+
+
+def gmacs(mean: float, std: float) -> str:
+    """Two decimals from 1 GMAC up, four below (the tiny model); the std with the mean's precision."""
+    digits = 2 if mean >= 1 else 4
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _cells(summary: pd.DataFrame, metric: str, profile: str, arch: str | None = None) -> dict:
+    """(variant, benchmark) -> (mean, std, n) over seeds."""
+    stats = seed_statistics(summary, metric, profile)
+    if arch is not None:
+        stats = stats[stats["arch"] == arch]
+    return {(r.variant, r.benchmark): (r.mean, r.std, r.n) for r in stats.itertuples()}
+
+
+def select(summary: pd.DataFrame, **equal) -> pd.DataFrame:
+    """Rows whose columns equal the given values, e.g. `select(summary, profile="offline", metric="mIoU")`."""
+    mask = pd.Series(True, index=summary.index)
+    for column, value in equal.items():
+        mask &= summary[column] == value
+    return summary[mask]
+
+
+def _benchmark_mean(summary: pd.DataFrame, profile: str, variant: str, cells: dict) -> tuple:
+    """Mean of the six benchmark means; std over the seeds that ran all six (n = those seeds)."""
+    rows = select(summary, profile=profile, variant=variant, metric="mIoU")
+    per_seed = rows.pivot_table(index="seed", columns="benchmark", values="value")
+    complete = per_seed.reindex(columns=list(BENCHMARK_KEYS)).dropna().mean(axis=1)  # seeds with all six
+    mean = sum(cells[variant, b][0] for b in BENCHMARK_KEYS) / len(BENCHMARK_KEYS)
+    return mean, float(complete.std()) if len(complete) > 1 else float("nan"), len(complete)
+
+
+def miou_table(summary: pd.DataFrame, profile: str, variants: Sequence[str]) -> str:
+    cells = _cells(summary, "mIoU", profile)
+    rows = []
+    for variant in variants:
+        counts = sorted({cells[variant, b][2] for b in BENCHMARK_KEYS if (variant, b) in cells})
+        seeds = GAP if not counts else "–".join(map(str, dict.fromkeys([counts[0], counts[-1]])))
+        row = [f"`{variant}`", seeds]
+        row += [mean_std(*cells[variant, b]) if (variant, b) in cells else GAP for b in BENCHMARK_KEYS]
+        complete = all((variant, b) in cells for b in BENCHMARK_KEYS)
+        row.append(mean_std(*_benchmark_mean(summary, profile, variant, cells)) if complete else GAP)
+        rows.append(row)
+    return markdown_table(["variant", "seeds", *TITLES, "mean"], rows)
+
+
+def delta_table(summary: pd.DataFrame, profile: str, variants: Sequence[str], reference: str = "full") -> str:
+    """mIoU of each other variant minus `reference`'s (means over seeds), in points."""
+    cells = _cells(summary, "mIoU", profile)
+    rows = []
+    for variant in variants:
+        if variant == reference:
+            continue
+        deltas = [cells[variant, b][0] - cells[reference, b][0]
+                  if (variant, b) in cells and (reference, b) in cells else None for b in BENCHMARK_KEYS]
+        mean = sum(deltas) / len(deltas) if None not in deltas else None
+        rows.append([f"`{variant}`", *(GAP if d is None else f"{d:+.2f}" for d in [*deltas, mean])])
+    return markdown_table(["variant", *TITLES, "mean"], rows)
+
+
+def cost_table(summary: pd.DataFrame, profile: str, arch: str, variants: Sequence[str]) -> str:
+    """GMACs per image, mean ± std over the counted images; C in each header is the vocabulary size."""
+    means, stds = _cells(summary, "gmacs_mean", profile, arch), _cells(summary, "gmacs_std", profile, arch)
+    headers = [f"{SPECS[b].title} (C={SPECS[b].num_prompts})" for b in BENCHMARK_KEYS]
+    rows = []
+    for variant in variants:
+        rows.append([f"`{variant}`", *(gmacs(means[variant, b][0], stds[variant, b][0])
+                                       if (variant, b) in means else GAP for b in BENCHMARK_KEYS)])
+    return markdown_table(["variant", *headers], rows)
+
+
+def params_table(summary: pd.DataFrame, profile: str, arch: str, variants: Sequence[str]) -> str:
+    """Parameters of each variant's model (the same on every benchmark; several values are all shown)."""
+    rows = []
+    for variant in variants:
+        row = [f"`{variant}`"]
+        for metric in ("params_total", "params_trainable"):
+            values = select(summary, profile=profile, arch=arch, variant=variant, metric=metric)["value"]
+            row.append(" / ".join(f"{int(v):,}" for v in sorted(set(values))) or GAP)
+        rows.append(row)
+    return markdown_table(["variant", "parameters", "trainable"], rows)
+
+
+def recall_table(summary: pd.DataFrame, profile: str, variants: Sequence[str]) -> str:
+    evaluated = _cells(summary, "mIoU", profile)
+    recall = _cells(summary, "pruner_recall", profile)
+    rows = []
+    for variant in variants:
+        row = [f"`{variant}`"]
+        for b in BENCHMARK_KEYS:
+            if (variant, b) in recall:
+                row.append(mean_std(*recall[variant, b], digits=1))
+            else:
+                row.append(NOT_APPLICABLE if (variant, b) in evaluated else GAP)
+        rows.append(row)
+    return markdown_table(["variant", *TITLES], rows)
+
+
+def worst_classes_table(records: Sequence[Record], profile: str, variant: str, count: int) -> str:
+    """The `count` lowest per-class IoUs (mean over seeds) per benchmark; classes absent from the ground
+    truth have no IoU and are left out, as the mean leaves them out."""
+    rows = []
+    for b in BENCHMARK_KEYS:
+        runs = [r for r in records if isinstance(r, EvalRecord)
+                and (r.profile, r.variant, r.benchmark) == (profile, variant, b)]
+        if not runs:
+            rows.append([SPECS[b].title, GAP, GAP, GAP])
+            continue
+        scores = {}
+        for name in runs[0].per_class_iou:
+            values = [r.per_class_iou.get(name) for r in runs]
+            values = [v for v in values if v is not None]
+            if values:
+                scores[name] = sum(values) / len(values)
+        worst = sorted(scores.items(), key=lambda item: (item[1], item[0]))[:count]
+        listed = "; ".join(f"{name} {iou:.1f}" for name, iou in worst) or GAP
+        rows.append([SPECS[b].title, str(len(runs)), f"{len(scores)} / {SPECS[b].num_classes}", listed])
+    headers = ["benchmark", "seeds", "classes in ground truth", "worst classes (IoU %)"]
+    return markdown_table(headers, rows, "lrrl")
+
+
+def published_table() -> str:
+    rows = []
+    for p in PUBLISHED:
+        scores = [GAP if p.miou[b] is None else f"{p.miou[b]:.1f}" for b in BENCHMARK_KEYS]
+        rows.append([p.method, p.backbone, *scores, p.source])
+    return markdown_table(["method", "backbone", *TITLES, "source"], rows, "ll" + "r" * len(TITLES) + "l")
+
+
+def environment_labels(records: Sequence[Record]) -> dict[str, str]:
+    """Distinct environment stamps (git commit aside) -> short labels E1, E2, ... in record order."""
+    labels: dict[str, str] = {}
+    for record in sort_records(records):
+        stamp = json.dumps({k: v for k, v in record.environment.items() if k != "git_commit"}, sort_keys=True)
+        labels.setdefault(stamp, f"E{len(labels) + 1}")
+    return labels
+
+
+def environment_table(records: Sequence[Record]) -> str:
+    rows = []
+    for stamp, label in environment_labels(records).items():
+        env = json.loads(stamp)
+        packages = ", ".join(f"{name} {version}" for name, version in sorted(env.get("packages", {}).items()))
+        rows.append([label, env.get("python", GAP), env.get("device", GAP), packages or GAP])
+    return markdown_table(["environment", "python", "device", "packages"], rows, "llll")
+
+
+def provenance_table(records: Sequence[Record]) -> str:
+    labels = environment_labels(records)
+    rows = []
+    for r in sort_records(records):
+        stamp = json.dumps({k: v for k, v in r.environment.items() if k != "git_commit"}, sort_keys=True)
+        seed = str(r.seed) if isinstance(r, EvalRecord) else GAP
+        train = (r.train_fingerprint or GAP) if isinstance(r, EvalRecord) else GAP
+        rows.append([r.kind, r.profile, r.arch, f"`{r.variant}`", seed, SPECS[r.benchmark].title,
+                     r.config_fingerprint, train, r.environment.get("git_commit") or GAP, labels[stamp],
+                     f"`{r.command}`"])
+    headers = ["record", "profile", "arch", "variant", "seed", "benchmark", "config", "training",
+               "git commit", "env", "command"]
+    return markdown_table(headers, rows, "l" * len(headers))

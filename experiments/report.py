@@ -1,0 +1,30 @@
+"""Stage `report`: the records under results/ (and the DVCLive training curves under runs/) ->
+reports/README.md and reports/figures/*.png for one profile. Reads nothing else."""
+
+from __future__ import annotations
+
+import argparse
+
+from dcpclip.records import EVAL_PROFILES, load_records
+from dcpclip.report.curves import load_training_curves
+from dcpclip.report.render import ReportSettings, render_report, write_report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--profile", choices=EVAL_PROFILES, default="offline")
+    parser.add_argument("--results", default="results", help="folder holding eval/ and flops/ records")
+    parser.add_argument("--runs", default="runs", help="run folders with DVCLive curves (may be absent)")
+    parser.add_argument("--out", default="reports")
+    parser.add_argument("--worst-classes", type=int, default=ReportSettings.worst_classes)
+    args = parser.parse_args(argv)
+    settings = ReportSettings(profile=args.profile, worst_classes=args.worst_classes)
+    curves = load_training_curves(args.runs, args.profile)
+    report = render_report(load_records(args.results), curves, settings)
+    path = write_report(report, args.out)
+    print(f"report: {args.profile} profile -> {path} and {len(report.figures)} figures")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
