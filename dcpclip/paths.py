@@ -1,16 +1,16 @@
 """Run identity and every output path, as pure functions of the config. `dvc.yaml` mirrors these
 folders (a test proves it); nothing else in the project builds a result path by hand.
 
-Layout (profile first, so the offline and paper results never mix):
-    runs/<profile>/<variant>/seed<k>/                 checkpoints and training logs of one run
-    results/eval/<profile>/<variant>/seed<k>/<benchmark>.json    one evaluation record
-    results/flops/<profile>/<variant>/<benchmark>.json           one FLOP record
-    results/flops/paper-arch/<arch>/<variant>/<benchmark>.json   paper architecture, counted offline
+Layout (profile first, so the offline and paper results never mix; then the open_clip architecture, so
+ViT-B/16 and ViT-L/14 runs of the paper profile never overwrite each other):
+    runs/<profile>/<arch>/<variant>/seed<k>/                        checkpoints and training logs of one run
+    results/eval/<profile>/<arch>/<variant>/seed<k>/<benchmark>.json    one evaluation record
+    results/flops/<profile>/<arch>/<variant>/<benchmark>.json           one FLOP record
+    results/flops/paper-arch/<arch>/<variant>/<benchmark>.json          paper architecture, counted offline
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -44,7 +44,7 @@ def training_fingerprint(cfg: ExperimentConfig) -> str:
 
 
 def run_name(cfg: ExperimentConfig) -> Path:
-    return Path(cfg.profile) / cfg.variant / f"seed{cfg.seed}"
+    return Path(cfg.profile) / cfg.backbone.arch / cfg.variant / f"seed{cfg.seed}"
 
 
 def run_dir(cfg: ExperimentConfig) -> Path:
@@ -56,14 +56,13 @@ def eval_record_path(cfg: ExperimentConfig, benchmark: str) -> Path:
 
 
 def flops_record_path(cfg: ExperimentConfig, benchmark: str) -> Path:
-    return Path(cfg.results_dir) / "flops" / cfg.profile / cfg.variant / f"{benchmark}.json"
+    return Path(cfg.results_dir) / "flops" / cfg.profile / cfg.backbone.arch / cfg.variant / f"{benchmark}.json"
 
 
 def paper_arch_flops_record_path(cfg: ExperimentConfig, benchmark: str) -> Path:
     """FLOPs of a paper architecture (`cfg` composed with it) counted by the offline pipeline at the
     protocol's resolution: its own profile folder, one folder per architecture (`dcpclip.records`)."""
-    profile_dir = Path(cfg.results_dir) / "flops" / PAPER_ARCH_PROFILE
-    return profile_dir / cfg.backbone.arch / cfg.variant / f"{benchmark}.json"
+    return Path(cfg.results_dir) / "flops" / PAPER_ARCH_PROFILE / cfg.backbone.arch / cfg.variant / f"{benchmark}.json"
 
 
 def text_cache_dir(cfg: ExperimentConfig) -> Path:

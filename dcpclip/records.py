@@ -227,7 +227,7 @@ def load_record(path: str | os.PathLike) -> Record:
 def record_identity(record: Record) -> tuple:
     """What makes two records the same measurement (a second file with it is a duplicate)."""
     if isinstance(record, EvalRecord):
-        return ("eval", record.profile, record.variant, record.seed, record.benchmark)
+        return ("eval", record.profile, record.arch, record.variant, record.seed, record.benchmark)
     return ("flops", record.profile, record.arch, record.variant, record.benchmark)
 
 

@@ -62,13 +62,13 @@ def variant_rank(name: str) -> int:
 
 
 def single_arch(summary: pd.DataFrame, profile: str, kind: str = "eval") -> str | None:
-    """The one backbone architecture of a profile's records (None when it has none). Run folders do not
-    separate architectures, so two in one profile would be runs overwriting each other: an error."""
+    """The one backbone architecture of a profile's records (None when it has none). The report covers
+    one architecture per profile; records of two (e.g. paper ViT-B/16 and ViT-L/14) are refused."""
     archs = sorted(set(summary.loc[(summary["profile"] == profile) & (summary["kind"] == kind), "arch"]))
     if len(archs) > 1:
         raise ValueError(f"{kind} records of profile {profile!r} name several architectures "
-                         f"({', '.join(archs)}); run folders do not separate architectures: keep one per "
-                         "results folder")
+                         f"({', '.join(archs)}); the report covers one architecture per profile: render each "
+                         "from its own results folder (results_dir=...)")
     return archs[0] if archs else None
 
 
