@@ -90,7 +90,7 @@ def scenario() -> list:
 
 def write_curves(runs: Path):
     for variant, seed, scale in (("full", 0, 1.0), ("full", 1, 1.1), ("no_prune", 0, 1.3)):
-        metrics = runs / "offline" / variant / f"seed{seed}" / "dvclive" / "plots" / "metrics"
+        metrics = runs / "offline" / "dcpclip-tiny" / variant / f"seed{seed}" / "dvclive" / "plots" / "metrics"
         (metrics / "train").mkdir(parents=True)
         (metrics / "train" / "loss.tsv").write_text(
             "step\tloss\n" + "".join(f"{s}\t{scale * 2.0 / (s + 1):.4f}\n" for s in range(0, 50, 10)))
@@ -334,7 +334,7 @@ def test_training_curves_are_read_from_dvclive(tmp_path):
 
 
 def test_curve_without_step_column_names_the_file(tmp_path):
-    bad = tmp_path / "offline" / "full" / "seed0" / "dvclive" / "plots" / "metrics" / "loss.tsv"
+    bad = tmp_path / "offline" / "dcpclip-tiny" / "full" / "seed0" / "dvclive" / "plots" / "metrics" / "loss.tsv"
     bad.parent.mkdir(parents=True)
     bad.write_text("timestamp\tloss\n1\t0.5\n")
     with pytest.raises(ValueError, match=f"{bad}: expected DVCLive columns 'step'"):

@@ -1,4 +1,4 @@
-"""Training curves as DVCLive writes them: `runs/<profile>/<variant>/seed<k>/dvclive/plots/metrics/
+"""Training curves as DVCLive writes them: `runs/<profile>/<arch>/<variant>/seed<k>/dvclive/plots/metrics/
 <metric>.tsv`, tab-separated with columns `step` and the metric's last name component. A run that logged
 nothing, or a profile never trained, simply contributes no rows."""
 
@@ -17,9 +17,9 @@ _SEED_DIR = re.compile(r"seed(\d+)")
 def load_training_curves(runs_dir: str | os.PathLike, profile: str) -> pd.DataFrame:
     """One row per logged step: variant, seed, metric (path under plots/metrics, no suffix), step, value."""
     frames = []
-    for path in sorted(Path(runs_dir, profile).glob("*/seed*/dvclive/plots/metrics/**/*.tsv")):
+    for path in sorted(Path(runs_dir, profile).glob("*/*/seed*/dvclive/plots/metrics/**/*.tsv")):
         metrics_dir = next(p for p in path.parents if p.name == "metrics")
-        run = metrics_dir.parents[2]  # .../<variant>/seed<k>
+        run = metrics_dir.parents[2]  # .../<arch>/<variant>/seed<k>
         seed = _SEED_DIR.fullmatch(run.name)
         if seed is None:
             continue
