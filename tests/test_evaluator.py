@@ -114,7 +114,7 @@ def test_reset_clears_the_split_and_recall_is_averaged_over_reporting_images():
     evaluator, result = _evaluate(
         2, [([[0]], [[0]]), ([[1]], [[1]]), ([[0]], [[1]])], recalls=[0.5, None, 1.0]
     )
-    assert result["pruner_recall"] == pytest.approx(75.0)
+    assert result["pruner_recall"] == pytest.approx(0.75)
     evaluator.reset()
     assert evaluator.confusion.sum() == 0 and evaluator.num_images == 0
     evaluator.process(torch.tensor([[1]]), torch.tensor([[1]]))

@@ -10,8 +10,8 @@ The contract and the arithmetic follow detectron2's `SemSegEvaluator`
 - fwIoU weights each class's IoU by its share of ground-truth pixels; pAcc = sum(TP) / sum(GT).
 All means are in percent.
 
-Also averages the pruner's recall (share of ground-truth classes kept by the category pruner) over the
-images that report one.
+Also averages the pruner's recall (share of ground-truth classes kept by the category pruner, a fraction)
+over the images that report one.
 """
 
 from __future__ import annotations
@@ -80,7 +80,9 @@ class SemSegEvaluator:
             self._recall_count += 1
 
     def evaluate(self) -> dict:
-        """Metrics in percent, as plain Python floats; per-class values are None for classes without GT."""
+        """Metrics in percent, as plain Python floats; per-class values are None for classes without GT.
+        `pruner_recall` is a fraction in [0, 1] (as in `dcpclip.records.EvalRecord`), None if no image
+        reported one."""
         confusion = self.confusion.numpy().astype(np.float64)
         total = confusion.sum()
         if total == 0:
@@ -96,7 +98,7 @@ class SemSegEvaluator:
         iou[present] = true_positive[present] / (ground_truth + predicted - true_positive)[present]
         accuracy[present] = true_positive[present] / ground_truth[present]
         weights = ground_truth / total
-        recall = 100 * self._recall_sum / self._recall_count if self._recall_count else None
+        recall = self._recall_sum / self._recall_count if self._recall_count else None
         return {
             "mIoU": 100 * float(iou[present].mean()),
             "fwIoU": 100 * float((iou[present] * weights[present]).sum()),
