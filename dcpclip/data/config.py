@@ -21,11 +21,12 @@ class SyntheticConfig:
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     source: Literal["synthetic", "real"] = "synthetic"
-    raw_root: str = "data/raw"  # downloaded (or generated) archives
-    root: str = "data/prepared"  # prepared datasets, one folder per dataset
+    # the synthetic and the real data live in separate folders, so one never overwrites the other
+    raw_root: str = "data/synthetic/raw"  # fetched files (and, for synthetic data, the generated host)
+    root: str = "data/synthetic/prepared"  # prepared datasets, one folder per dataset
     mirror: str | None = None  # URL or folder replacing the public download hosts (a lab's own copy)
     ade20k_full_archive: str | None = None  # registration-gated ADE20K_2021_17_01 zip, supplied by the user
     train_dataset: str = "coco_stuff"
     benchmarks: tuple[str, ...] = BENCHMARKS
-    num_workers: int = 0
+    num_workers: int = 0  # worker processes for preparation (and data loading)
     synthetic: SyntheticConfig = dataclasses.field(default_factory=SyntheticConfig)
