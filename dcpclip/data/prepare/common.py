@@ -22,8 +22,6 @@ from dcpclip.data.archives import extract
 from dcpclip.data.errors import DataError
 from dcpclip.data.fetch import Fetched
 
-Image.MAX_IMAGE_PIXELS = None  # trusted, checksummed datasets; some ADE20K images are very large
-
 
 @dataclasses.dataclass(frozen=True)
 class Inputs:
