@@ -40,7 +40,7 @@ from dcpclip.data.prepare.coco_stuff import NUM_RAW_IDS, UNUSED_THING_IDS
 from dcpclip.data.sources import DATASET_SOURCES, REAL, Registry, Source
 from dcpclip.data.synthetic_vocabulary import visual_key, vocabularies
 
-RawFiles = dict[str, "bytes | dict[str, bytes]"]  # filename -> file bytes, or archive member -> bytes
+RawFiles = dict[str, bytes | dict[str, bytes]]  # filename -> file bytes, or archive member -> bytes
 REGISTRY_FILE = "registry.json"
 _ZIP_DATE = (2017, 1, 1, 0, 0, 0)
 _TAR_MTIME = 1262304000  # 2010-01-01
