@@ -15,11 +15,22 @@ import io
 import os
 import shlex
 import sys
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 
 from dcpclip.atomic import write_text
+from dcpclip.config import ExperimentConfig
+from dcpclip.config_schema import ConfigError
+from dcpclip.data.errors import DataError
+from dcpclip.engine.checkpoint import RunMismatchError, checkpoint_identity, run_status
+from dcpclip.engine.trainer import train_experiment
+from dcpclip.model.backbone import PretrainedWeightsUnavailable
+from dcpclip.model.variants import resolve_variant
+from dcpclip.paths import run_dir, training_fingerprint
 from experiments.compose import compose_config
+
+EXPLAINED_ERRORS = (ConfigError, DataError, RunMismatchError, PretrainedWeightsUnavailable, FileNotFoundError)
 
 
 class DVCLiveSink:
@@ -58,3 +69,60 @@ class DVCLiveSink:
         if self.live is not None:
             self.live.end()
             self.live = None
+
+
+def train_job(overrides: list[str]) -> dict:
+    """Train (or skip, or resume) the run of `overrides`; the fan-out calls this. Raises on failure."""
+    return train(compose_config(overrides), progress=False)
+
+
+def train(cfg: ExperimentConfig, progress: bool) -> dict:
+    folder = run_dir(cfg)
+    if not resolve_variant(cfg.variant)[1]:
+        return {"status": "training-free", "run_dir": str(folder)}
+    result = train_experiment(cfg, sink=DVCLiveSink(folder / "dvclive"), progress=progress)
+    return {
+        "status": result.status,
+        "run_dir": str(result.run_dir),
+        "fingerprint": result.fingerprint,
+        "step": result.step,
+        "steps_per_second": result.steps_per_second,
+    }
+
+
+def describe_start(cfg: ExperimentConfig) -> str:
+    folder, iterations = run_dir(cfg), cfg.train.iterations
+    if not resolve_variant(cfg.variant)[1]:
+        return f"train {folder}: variant {cfg.variant} is training-free, nothing to train"
+    status = run_status(folder, training_fingerprint(cfg))
+    if status == "resumable":
+        return f"train {folder}: resuming from step {checkpoint_identity(folder)[2]} of {iterations}"
+    return {
+        "fresh": f"train {folder}: {iterations} steps from scratch",
+        "done": f"train {folder}: already trained, skipping",
+        "mismatch": f"train {folder}: holds a run of another config",
+    }[status]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. variant=no_dual seed=1")
+    args = parser.parse_args(argv)
+    rerun = shlex.join(["python", "-m", "experiments.train", *args.overrides])
+    try:
+        cfg = compose_config(args.overrides)
+        print(describe_start(cfg), flush=True)
+        outcome = train(cfg, progress=sys.stderr.isatty())
+    except Exception as err:  # every failure ends with the message and the command to rerun
+        if not isinstance(err, EXPLAINED_ERRORS):
+            traceback.print_exc()
+        print(f"error: {type(err).__name__}: {err}\nrerun with: {rerun}", file=sys.stderr)
+        return 1
+    if outcome["status"] in ("trained", "resumed"):
+        print(f"trained {outcome['run_dir']}: {outcome['step']} steps ({outcome['status']}), "
+              f"{outcome['steps_per_second']:.2f} steps/s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

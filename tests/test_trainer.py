@@ -1,13 +1,15 @@
 """The training loop's contracts: CAT-Seg's optimiser groups and schedule, gradient clipping, the text bank
-rule, exact resume after a hard kill, refusal of a changed config, skipping a finished run.
+rule, exact resume after a hard kill, refusal of a changed config, skipping a finished run, learning.
 
-The loop is exercised on a small test double (a tiny segmenter and an in-memory dataset, defined here) so
-these tests take seconds."""
+Most contracts are exercised on a small test double (a tiny segmenter and an in-memory dataset, defined
+here) so they take seconds; the end-to-end tests run `experiments/train.py` on the tiny DCP-CLIP and a
+prepared COCO-Stuff-format training set written by a fixture."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -20,15 +22,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.utils.data import Dataset
 
 from dcpclip.config_schema import to_dict
+from dcpclip.data.specs import SPECS
 from dcpclip.engine.checkpoint import (
     CHECKPOINT_NAME,
     RunMismatchError,
     checkpoint_identity,
+    exclusive_run,
     load_checkpoint,
     run_status,
 )
@@ -36,7 +41,9 @@ from dcpclip.engine.config import TrainConfig
 from dcpclip.engine.optim import build_optimizer, cosine_factor
 from dcpclip.engine.sampler import SampleKey, StepBatchSampler
 from dcpclip.engine.trainer import fit
-from dcpclip.paths import fingerprint
+from dcpclip.paths import fingerprint, run_dir, training_fingerprint
+from experiments.compose import compose_config
+from experiments.train import DVCLiveSink, main
 
 REPO = Path(__file__).resolve().parent.parent
 NUM_CLASSES = 3
@@ -148,8 +155,6 @@ def train_double(run_dir, cfg: TrainConfig, seed: int = 0, *, text_bank_trains=T
 
 def killable_child(run_dir: str, stall_after_steps: int, marker: str) -> None:
     """Entry of the subprocess that is killed mid-run (DVCLive curves included)."""
-    from experiments.train import DVCLiveSink
-
     torch.set_num_threads(1)
     cfg = small_config(iterations=12)
     dataset = PatternDataset(stall_after=stall_after_steps * cfg.batch_size, stall_marker=marker)
@@ -251,7 +256,7 @@ def test_text_bank_is_recomputed_with_grad_only_when_the_text_tower_trains(tmp_p
 
 
 # ---- checkpoints and resume ---------------------------------------------------------------------------
-def test_resume_after_sigkill_gives_the_uninterrupted_weights(tmp_path):
+def test_resume_after_a_kill_mid_step_restores_weights_rng_and_curves(tmp_path):
     cfg = small_config(iterations=12)
     killed, marker = tmp_path / "killed", tmp_path / "stalled"
     child_code = (
@@ -272,8 +277,6 @@ def test_resume_after_sigkill_gives_the_uninterrupted_weights(tmp_path):
     child.stderr.close()
     assert run_status(killed, fingerprint(identity_of(cfg, 0))) == "resumable"
     assert checkpoint_identity(killed)[2] == 4
-    from experiments.train import DVCLiveSink
-
     with one_thread():
         _, resumed = train_double(killed, cfg, sink=DVCLiveSink(killed / "dvclive"))
         straight_dir = tmp_path / "straight"
@@ -329,3 +332,100 @@ def test_a_crash_leaves_a_resumable_run_and_a_non_finite_loss_stops_training(tmp
             identity=identity_of(cfg, 0), text_bank_trains=True, progress=False)
     assert run_status(run, fingerprint(identity_of(cfg, 0))) == "resumable"
     assert checkpoint_identity(run)[2] == 2
+
+
+def test_a_run_folder_is_trained_by_one_process_at_a_time(tmp_path):
+    with exclusive_run(tmp_path / "run"), pytest.raises(RuntimeError, match="another process is training"):
+        train_double(tmp_path / "run", small_config(iterations=2))
+
+
+# ---- end to end: experiments/train.py, the tiny DCP-CLIP, a prepared training set ---------------------
+COLOURS = {3: (220, 30, 30), 17: (30, 200, 40), 42: (40, 60, 230), 100: (230, 220, 40)}  # class -> RGB
+
+
+@pytest.fixture(scope="module")
+def prepared_root(tmp_path_factory) -> Path:
+    """A COCO-Stuff-format prepared training set: 12 images of coloured class blocks, some unlabelled."""
+    root = tmp_path_factory.mktemp("prepared")
+    spec = SPECS["coco_stuff"]
+    base = root / spec.key
+    (base / "images" / spec.split).mkdir(parents=True)
+    (base / "labels" / spec.split).mkdir(parents=True)
+    (base / "classes.json").write_text(json.dumps([f"thing {i}" for i in range(spec.num_prompts)]))
+    rng = np.random.default_rng(7)
+    classes = list(COLOURS)
+    for index in range(12):
+        label = np.full((96, 128), 255, np.uint8)
+        split_row, split_col = int(rng.integers(24, 72)), int(rng.integers(32, 96))
+        picks = rng.choice(classes, size=3, replace=False)
+        label[:split_row] = picks[0]
+        label[split_row:, :split_col] = picks[1]
+        label[split_row:, split_col:] = picks[2]
+        label[:6, :6] = 255
+        image = np.zeros((96, 128, 3), np.uint8)
+        for cls, colour in COLOURS.items():
+            image[label == cls] = colour
+        image = np.clip(image + rng.normal(0, 12, image.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(image).save(base / "images" / spec.split / f"{index:06d}.jpg")
+        Image.fromarray(label, mode="L").save(base / "labels" / spec.split / f"{index:06d}.png")
+    return root
+
+
+def e2e_overrides(root: Path, runs: Path, iterations: int, checkpoint_every: int) -> list[str]:
+    return [f"data.root={root}", f"runs_dir={runs}", f"train.iterations={iterations}", "train.batch_size=2",
+            f"train.checkpoint_every={checkpoint_every}", "train.log_every=1"]
+
+
+def test_train_py_resumes_a_killed_run_to_the_uninterrupted_weights(tmp_path, prepared_root):
+    iterations = 16
+    killed = e2e_overrides(prepared_root, tmp_path / "killed", iterations, checkpoint_every=4)
+    straight = e2e_overrides(prepared_root, tmp_path / "straight", iterations, checkpoint_every=4)
+    cfg = compose_config(killed)
+    killed_dir, straight_dir = run_dir(cfg), run_dir(compose_config(straight))
+    child = subprocess.Popen([sys.executable, "-m", "experiments.train", *killed], cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    while not (killed_dir / CHECKPOINT_NAME).exists():  # the first checkpoint (step 4) is complete
+        assert child.poll() is None, f"train.py exited early: {child.stderr.read().decode()[-2000:]}"
+        assert time.monotonic() < deadline, "train.py wrote no checkpoint"
+        time.sleep(0.01)
+    child.send_signal(signal.SIGKILL)
+    assert child.wait(timeout=30) == -signal.SIGKILL
+    child.stderr.close()
+    assert run_status(killed_dir, training_fingerprint(cfg)) == "resumable", "killed after it finished"
+    killed_at = checkpoint_identity(killed_dir)[2]
+    assert 4 <= killed_at < iterations
+
+    with one_thread():
+        assert main(killed) == 0
+        assert main(straight) == 0
+    a, b = final_weights(killed_dir), final_weights(straight_dir)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert any("in_proj_weight" in k for k in a)  # CLIP's q/v projections are part of the trained state
+    curve = Path("dvclive/plots/metrics/train/total.tsv")
+    assert (killed_dir / curve).read_text() == (straight_dir / curve).read_text()
+    assert run_status(killed_dir, training_fingerprint(cfg)) == "done"
+    assert main(killed) == 0  # a finished run is skipped
+
+
+def test_train_py_refuses_a_run_folder_of_another_config(tmp_path, prepared_root, capsys):
+    overrides = e2e_overrides(prepared_root, tmp_path / "runs", iterations=2, checkpoint_every=2)
+    with one_thread():
+        assert main(overrides) == 0
+        assert main([*overrides, "train.lr=5e-4"]) == 1
+    err = capsys.readouterr().err
+    before, after = training_fingerprint(compose_config(overrides)), training_fingerprint(
+        compose_config([*overrides, "train.lr=5e-4"]))
+    assert "RunMismatchError" in err and before in err and after in err and "train.lr" in err
+    assert "rerun with: python -m experiments.train" in err
+
+
+def test_the_tiny_model_learns_on_the_prepared_set(tmp_path, prepared_root):
+    overrides = e2e_overrides(prepared_root, tmp_path / "runs", iterations=60, checkpoint_every=60)
+    with one_thread():
+        assert main(overrides) == 0
+    curve = run_dir(compose_config(overrides)) / "dvclive/plots/metrics/train/seg.tsv"
+    losses = [float(line.split("\t")[1]) for line in curve.read_text().splitlines()[1:]]
+    assert len(losses) == 60
+    first, last = np.mean(losses[:10]), np.mean(losses[-10:])
+    assert last < 0.6 * first, (first, last)

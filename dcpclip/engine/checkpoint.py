@@ -3,6 +3,7 @@
 One run folder (`dcpclip.paths.run_dir`) holds
     checkpoint.pt   the latest checkpoint, overwritten atomically (write a temporary, then rename)
     done            JSON {"fingerprint", "step"}, written after the final checkpoint
+    lock            held (flock) by the process training the run
 
 A checkpoint holds the model's TRAINABLE state only (parameters with requires_grad, plus every persistent
 buffer): the frozen CLIP weights are rebuilt from the config (`backbone.pretrained`, `backbone.init_seed`),
@@ -14,8 +15,11 @@ Files are read with `weights_only=True`: no pickled code is ever executed.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +31,7 @@ from dcpclip.atomic import atomic_path, write_text
 
 CHECKPOINT_NAME = "checkpoint.pt"
 DONE_NAME = "done"
+LOCK_NAME = "lock"
 FORMAT_VERSION = 1
 
 RunStatus = Literal["fresh", "resumable", "done", "mismatch"]
@@ -118,6 +123,25 @@ def checkpoint_identity(run_dir: str | Path) -> tuple[str, dict, int]:
     path = Path(run_dir) / CHECKPOINT_NAME
     checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     return checkpoint["fingerprint"], checkpoint["identity"], checkpoint["step"]
+
+
+@contextlib.contextmanager
+def exclusive_run(run_dir: str | Path) -> Iterator[None]:
+    """Hold <run_dir>/lock while training, so two processes never write one run; the operating system
+    releases it when the holder dies (even by SIGKILL). Also removes temporaries of an interrupted write."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK_NAME, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another process is training {run_dir} (it holds {lock.name})") from None
+        for partial in run_dir.glob(f".{CHECKPOINT_NAME}.*.tmp"):  # atomic_path's names, left by a kill
+            partial.unlink()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def mark_done(run_dir: str | Path, fingerprint: str, step: int) -> None:

@@ -2,9 +2,11 @@
 uninterrupted run would have seen, whatever happened to the process in between.
 
 The stream of samples is the concatenation of epochs; epoch e is a permutation of the dataset drawn from
-a generator seeded by (seed, e). Step s takes stream positions s * batch_size ... (s + 1) * batch_size - 1,
-so a batch may straddle two epochs. Each sample is yielded with its epoch: the dataset derives its
-augmentation randomness from (seed, index, epoch), never from global or worker RNG state.
+numpy's generator seeded by (ORDER_STREAM, seed, e). The tag keeps it apart from other seeded streams:
+numpy treats trailing zeros of a seed tuple as padding, so (seed, 0) alone would equal default_rng(seed).
+Step s takes stream positions s * batch_size ... (s + 1) * batch_size - 1, so a batch may straddle two
+epochs. Each sample is yielded with its epoch: the dataset derives its augmentation randomness from
+(seed, index, epoch), never from global or worker RNG state.
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ class SampleKey:
     epoch: int  # pass over the dataset this draw belongs to
 
 
+ORDER_STREAM = 0x4F524452  # tags data-order generators, apart from other default_rng((seed, ...)) streams
+
+
 @functools.lru_cache(maxsize=2)  # a batch usually spans one or two epochs; read-only, so safely shared
 def epoch_permutation(dataset_size: int, seed: int, epoch: int) -> np.ndarray:
     """[dataset_size] the order of epoch `epoch`; independent streams for every (seed, epoch) pair."""
-    order = np.random.default_rng((seed, epoch)).permutation(dataset_size)
+    order = np.random.default_rng((ORDER_STREAM, seed, epoch)).permutation(dataset_size)
     order.flags.writeable = False
     return order
 
