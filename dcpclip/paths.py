@@ -67,3 +67,9 @@ def paper_arch_flops_record_path(cfg: ExperimentConfig, benchmark: str) -> Path:
 
 def text_cache_dir(cfg: ExperimentConfig) -> Path:
     return Path(cfg.cache_dir) / "text_banks"
+
+
+def evaluation_fingerprint(cfg: ExperimentConfig) -> str:
+    """Identity of an evaluation: the trained weights' identity plus everything inference reads."""
+    return fingerprint({"training": training_identity(cfg), "eval": to_dict(cfg.eval), "text": to_dict(cfg.text),
+                        "data_root": cfg.data.root})

@@ -171,7 +171,9 @@ def _run(
             f"model logits {tuple(logits.shape)}: expected [{expected[0]}, {expected[1]}, h, w] for "
             f"{expected[0]} views and a text bank of {expected[1]} classes"
         )
-    logits = F.interpolate(logits.float(), size=views.shape[-2:], mode="bilinear", align_corners=False)
+    if tuple(logits.shape[-2:]) != tuple(views.shape[-2:]):
+        logits = F.interpolate(logits.float(), size=views.shape[-2:], mode="bilinear", align_corners=False)
+    logits = logits.float()
     kept_indices = getattr(output, "kept", None)  # [V, K]
     if kept_indices is None:
         return logits, None
@@ -180,11 +182,30 @@ def _run(
     return logits, kept
 
 
+def model_views(image: torch.Tensor, settings: InferenceSettings) -> torch.Tensor:
+    """image [3, h, w] -> the views the model sees, [V, 3, h', w']: the padded image (whole mode), or the
+    2 x 2 windows of the squashed square followed by the global view (sliding mode). FLOP counting uses
+    this too, so it counts exactly what evaluation runs."""
+    if settings.mode == "whole":
+        _, height, width = image.shape
+        divisor = settings.size_divisor
+        pad_bottom, pad_right = -height % divisor, -width % divisor
+        return F.pad(image[None], (0, pad_right, 0, pad_bottom), value=0.0)  # [1, 3, h+, w+]
+    window, stride = settings.window, settings.stride
+    side = window + stride
+    square = F.interpolate(image[None], size=(side, side), mode="bilinear", align_corners=False)  # [1,3,S,S]
+    windows = [square[:, :, top : top + window, left : left + window] for top, left in _offsets(stride)]
+    global_view = F.interpolate(image[None], size=(window, window), mode="bilinear", align_corners=False)
+    return torch.cat([*windows, global_view])  # [5, 3, window, window]
+
+
+def _offsets(stride: int) -> list[tuple[int, int]]:
+    return [(top, left) for top in (0, stride) for left in (0, stride)]
+
+
 def _whole_image(model: Model, image: torch.Tensor, text_bank: torch.Tensor, settings: InferenceSettings):
     _, height, width = image.shape
-    divisor = settings.size_divisor
-    pad_bottom, pad_right = -height % divisor, -width % divisor
-    padded = F.pad(image[None], (0, pad_right, 0, pad_bottom), value=0.0)  # [1, 3, h+, w+]
+    padded = model_views(image, settings)  # [1, 3, h+, w+]
     logits, kept = _run(model, padded, text_bank)  # [1, C, h+, w+]
     probabilities = class_probabilities(logits[:, :, :height, :width], settings.seg_loss)[0]  # [C, h, w]
     return Inference(probabilities, 1, kept)
@@ -193,11 +214,8 @@ def _whole_image(model: Model, image: torch.Tensor, text_bank: torch.Tensor, set
 def _sliding_window(model: Model, image: torch.Tensor, text_bank: torch.Tensor, settings: InferenceSettings):
     window, stride = settings.window, settings.stride
     side = window + stride
-    square = F.interpolate(image[None], size=(side, side), mode="bilinear", align_corners=False)  # [1,3,S,S]
-    offsets = [(top, left) for top in (0, stride) for left in (0, stride)]
-    windows = [square[:, :, top : top + window, left : left + window] for top, left in offsets]
-    global_view = F.interpolate(image[None], size=(window, window), mode="bilinear", align_corners=False)
-    views = torch.cat([*windows, global_view])  # [5, 3, window, window]
+    offsets = _offsets(stride)
+    views = model_views(image, settings)  # [5, 3, window, window]
     logits, kept = _run(model, views, text_bank)  # [5, C, window, window]
     probabilities = class_probabilities(logits, settings.seg_loss)
     del logits  # with 847 classes at 384 x 384 these are 2.5 GB

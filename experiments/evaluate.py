@@ -1,0 +1,164 @@
+"""Evaluate one run (a trained variant and seed, or the training-free zero_shot) on benchmarks, writing
+one JSON record per benchmark (`dcpclip.paths.eval_record_path`).
+
+    python -m experiments.evaluate variant=no_dual seed=0 "data.benchmarks=[a150,pc59]"
+
+A record whose evaluation fingerprint (trained weights + inference settings) matches is kept as is, so a
+rerun evaluates only what changed. A trained variant whose run is not finished is an error that says how
+to train it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections import Counter
+
+import torch
+from tqdm import tqdm
+
+from dcpclip import paths
+from dcpclip.config import ExperimentConfig
+from dcpclip.data.datasets import evaluation_dataset, read_class_names
+from dcpclip.data.specs import SPECS, DatasetSpec
+from dcpclip.engine.checkpoint import load_trained_weights, run_status
+from dcpclip.engine.evaluator import SemSegEvaluator
+from dcpclip.engine.inference import InferenceSettings, predict_labels, pruner_recall
+from dcpclip.environment import environment_stamp
+from dcpclip.model.build import build_model
+from dcpclip.model.text_bank import TextBankCache
+from dcpclip.model.trainable import set_trainable
+from dcpclip.model.variants import apply_variant, resolve_variant
+from dcpclip.records import EvalRecord, InferenceSettings as RecordedInference, SegmentationMetrics
+from dcpclip.records import RecordError, load_record, write_record
+from experiments.cli import add_override_arguments, overrides_from_args
+from experiments.compose import compose_config
+
+
+class RunNotTrained(RuntimeError):
+    pass
+
+
+def label_names(prompt_names: list[str], spec: DatasetSpec) -> list[str]:
+    """One unique name per label class: the prompts' names (PAS-20b: its 20 object names + "background"),
+    with repeated names numbered ("name (2)") so per-class results never collapse."""
+    names = list(prompt_names[: spec.num_classes])
+    if spec.background_from_prompt is not None:
+        names[spec.background_from_prompt] = "background"
+    seen: Counter = Counter()
+    unique = []
+    for name in names:
+        seen[name] += 1
+        unique.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return unique
+
+
+def load_model(cfg: ExperimentConfig, device: torch.device) -> torch.nn.Module:
+    """The variant's model with its trained weights (training-free variants need none)."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.backbone, cfg.head, cfg.variant)
+    if resolve_variant(cfg.variant)[1]:
+        folder = paths.run_dir(cfg)
+        status = run_status(folder, paths.training_fingerprint(cfg))
+        if status != "done":
+            train = shlex.join(["python", "-m", "experiments.train", f"profile={cfg.profile}",
+                                f"variant={cfg.variant}", f"seed={cfg.seed}"])
+            raise RunNotTrained(f"{folder}: run is {status}, not trained with this config; train it: {train}")
+        set_trainable(model, apply_variant(cfg.head, cfg.variant))  # the checkpoint holds the trainable state
+        load_trained_weights(model, folder)
+    return model.eval().to(device)
+
+
+def up_to_date(cfg: ExperimentConfig, benchmark: str) -> bool:
+    path = paths.eval_record_path(cfg, benchmark)
+    try:
+        return load_record(path).config_fingerprint == paths.evaluation_fingerprint(cfg)
+    except (FileNotFoundError, RecordError):
+        return False
+
+
+def evaluate_benchmark(model, cfg: ExperimentConfig, spec: DatasetSpec, cache: TextBankCache,
+                       device: torch.device, command: str, progress: bool) -> EvalRecord:
+    head = apply_variant(cfg.head, cfg.variant)
+    prompts = read_class_names(cfg.data.root, spec)
+    text_bank = cache.get(model.backbone, prompts, cfg.text).to(device)  # [C, D]
+    settings = InferenceSettings.from_config(cfg.eval, cfg.backbone.image_size, head.seg_loss,
+                                             model.backbone.patch_size)
+    dataset = evaluation_dataset(cfg.data.root, spec, cfg.eval.short_side, cfg.eval.max_long_side)
+    count = len(dataset) if cfg.eval.max_images is None else min(len(dataset), cfg.eval.max_images)
+    evaluator = SemSegEvaluator(spec.num_classes, spec.ignore_value, label_names(prompts, spec))
+    views = 0
+    for index in tqdm(range(count), desc=f"{cfg.variant} {spec.title}", disable=not progress, leave=False):
+        item = dataset[index]
+        prediction = predict_labels(model, item.image.to(device), text_bank, settings,
+                                    tuple(item.label.shape), spec.prompt_to_label)
+        recall = None
+        if head.prune and not head.zero_shot and prediction.kept is not None:
+            recall = pruner_recall(prediction.kept, item.label, spec.ignore_value, spec.prompt_to_label)
+        evaluator.process(prediction.labels.cpu(), item.label, recall)
+        views = prediction.views
+    metrics = evaluator.evaluate()
+    trains = resolve_variant(cfg.variant)[1]
+    return EvalRecord(
+        profile=cfg.profile,
+        variant=cfg.variant,
+        seed=cfg.seed,
+        arch=cfg.backbone.arch,
+        benchmark=spec.key,
+        split=spec.split,
+        num_classes=spec.num_classes,
+        num_prompts=spec.num_prompts,
+        num_images=count,
+        inference=RecordedInference(cfg.eval.mode, cfg.eval.short_side, cfg.backbone.image_size,
+                                    cfg.eval.window_stride, views),
+        metrics=SegmentationMetrics(metrics["mIoU"], metrics["fwIoU"], metrics["mAcc"], metrics["pAcc"]),
+        per_class_iou=dict(zip(metrics["class_names"], metrics["per_class_iou"], strict=True)),
+        pruner_recall=metrics["pruner_recall"],  # a fraction
+        config_fingerprint=paths.evaluation_fingerprint(cfg),
+        train_fingerprint=paths.training_fingerprint(cfg) if trains else None,
+        command=command,
+        environment=environment_stamp(device),
+    )
+
+
+def evaluate(cfg: ExperimentConfig, command: str, progress: bool = False) -> dict:
+    """Evaluate `cfg`'s run on `cfg.data.benchmarks`; returns {benchmark: mIoU or "up to date"}."""
+    pending = [key for key in cfg.data.benchmarks if not up_to_date(cfg, key)]
+    outcome: dict = {key: "up to date" for key in cfg.data.benchmarks if key not in pending}
+    if not pending:
+        return outcome
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_model(cfg, device)
+    cache = TextBankCache(paths.text_cache_dir(cfg), cfg.backbone.arch)
+    for key in pending:
+        record = evaluate_benchmark(model, cfg, SPECS[key], cache, device, command, progress)
+        write_record(record, paths.eval_record_path(cfg, key))
+        outcome[key] = round(record.metrics.mIoU, 2)
+    return outcome
+
+
+def evaluate_job(overrides: list[str]) -> dict:
+    """One evaluation for the fan-out (raises on failure)."""
+    return evaluate(compose_config(overrides), shlex.join(["python", "-m", "experiments.evaluate", *overrides]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_override_arguments(parser)
+    overrides = overrides_from_args(parser.parse_args(argv))
+    command = shlex.join(["python", "-m", "experiments.evaluate", *overrides])
+    try:
+        cfg = compose_config(overrides)
+        outcome = evaluate(cfg, command, progress=sys.stderr.isatty())
+    except Exception as err:
+        print(f"error: {type(err).__name__}: {err}\nrerun with: {command}", file=sys.stderr)
+        return 1
+    for key, value in outcome.items():
+        shown = value if isinstance(value, str) else f"mIoU {value:.2f}%"
+        print(f"evaluate {cfg.variant} seed{cfg.seed} {SPECS[key].title}: {shown}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
