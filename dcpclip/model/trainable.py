@@ -20,7 +20,13 @@ from torch import nn
 
 from dcpclip.model.config import HeadConfig
 
-_KEY_MASK_HOOKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # parameter -> hook handle
+# id(parameter) -> (weak reference to it, hook handle); tensors cannot be dictionary keys themselves
+_KEY_MASK_HOOKS: dict[int, tuple[weakref.ref, torch.utils.hooks.RemovableHandle]] = {}
+
+
+def has_key_mask(param: nn.Parameter) -> bool:
+    entry = _KEY_MASK_HOOKS.get(id(param))
+    return entry is not None and entry[0]() is param
 
 
 def packed_projections(module: nn.Module) -> list[nn.Parameter]:
@@ -45,9 +51,9 @@ def _zero_key_rows(grad: torch.Tensor) -> torch.Tensor:
 def set_trainable(model: nn.Module, head_cfg: HeadConfig) -> None:
     """Set `requires_grad` on every parameter of a segmenter (one with `.backbone`) for `head_cfg`.
     Calling it again replaces the previous choice, hooks included."""
-    for param, handle in list(_KEY_MASK_HOOKS.items()):
-        handle.remove()
-        del _KEY_MASK_HOOKS[param]
+    for param in model.parameters():
+        if has_key_mask(param):
+            _KEY_MASK_HOOKS.pop(id(param))[1].remove()
     clip_ids = {id(p) for p in model.backbone.parameters()}
     for param in model.parameters():
         param.requires_grad_(id(param) not in clip_ids and not head_cfg.zero_shot)
@@ -67,7 +73,7 @@ def set_trainable(model: nn.Module, head_cfg: HeadConfig) -> None:
         )
     for param in projections:
         param.requires_grad_(True)
-        _KEY_MASK_HOOKS[param] = param.register_hook(_zero_key_rows)
+        _KEY_MASK_HOOKS[id(param)] = (weakref.ref(param), param.register_hook(_zero_key_rows))
 
 
 def trainable_parameters(model: nn.Module) -> dict[str, list[nn.Parameter]]:
@@ -78,3 +84,12 @@ def trainable_parameters(model: nn.Module) -> dict[str, list[nn.Parameter]]:
         if param.requires_grad:
             groups["clip" if id(param) in clip_ids else "head"].append(param)
     return groups
+
+
+def trainable_count(model: nn.Module) -> int:
+    """Number of scalars that train: parameters with requires_grad, less the masked key rows."""
+    total = 0
+    for param in model.parameters():
+        if param.requires_grad:
+            total += param.numel() - (param.numel() // 3 if has_key_mask(param) else 0)
+    return total
