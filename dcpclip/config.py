@@ -34,6 +34,9 @@ class ExperimentConfig:
     cache_dir: str = "cache"  # text banks
     runs_dir: str = "runs"  # checkpoints, one folder per run
     results_dir: str = "results"  # JSON records
+    # a model option (experiments/conf/model) whose GMACs the flops stage also counts at the paper's
+    # geometry with random weights, so the offline profile's cost table is real; None: only the own model
+    count_paper_arch: str | None = None
     backbone: BackboneConfig = dataclasses.field(default_factory=BackboneConfig)
     text: TextConfig = dataclasses.field(default_factory=TextConfig)
     head: HeadConfig = dataclasses.field(default_factory=HeadConfig)

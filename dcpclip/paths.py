@@ -73,3 +73,8 @@ def evaluation_fingerprint(cfg: ExperimentConfig) -> str:
     """Identity of an evaluation: the trained weights' identity plus everything inference reads."""
     return fingerprint({"training": training_identity(cfg), "eval": to_dict(cfg.eval), "text": to_dict(cfg.text),
                         "data_root": cfg.data.root})
+
+
+def ray_storage_dir(cfg: ExperimentConfig) -> Path:
+    """Where Ray Tune keeps its trial bookkeeping (on shared storage when running on a cluster)."""
+    return Path(cfg.runs_dir) / cfg.profile / "ray"

@@ -54,7 +54,8 @@ def _trial(config: dict) -> None:
     os.chdir(config["cwd"])  # every config path is relative to the repository root
     if config["cwd"] not in sys.path:
         sys.path.insert(0, config["cwd"])
-    tune.report(_call(config["function"], list(config["overrides"])) or {"ok": 1})
+    job = config["jobs"][config["job"]]
+    tune.report(_call(job["function"], job["overrides"]) or {"ok": 1})
 
 
 def _root_cause(error: BaseException) -> str:
@@ -86,8 +87,7 @@ def run_jobs(jobs: list[Job], resources: Resources, storage: Path, stage: str) -
         trainable,
         param_space={
             "job": tune.grid_search(list(by_name)),
-            "function": tune.sample_from(lambda spec: by_name[spec.config.job].function),
-            "overrides": tune.sample_from(lambda spec: list(by_name[spec.config.job].overrides)),
+            "jobs": {job.name: {"function": job.function, "overrides": list(job.overrides)} for job in jobs},
             "cwd": cwd,
         },
         tune_config=tune.TuneConfig(max_concurrent_trials=resources.max_concurrent or None),
@@ -100,3 +100,36 @@ def run_jobs(jobs: list[Job], resources: Resources, storage: Path, stage: str) -
         error = None if result.error is None else _root_cause(result.error)
         outcomes.append(Outcome(job, error, dict(result.metrics or {})))
     return sorted(outcomes, key=lambda o: list(by_name).index(o.job.name))
+
+
+def run_stage(stage: str, jobs: list[Job], pending: list[bool], resources: Resources, storage: Path) -> int:
+    """Run the pending jobs in parallel, print one line per job, and return the exit code: 0 when every
+    job succeeded, 1 naming each failed job with its error and the command that reruns it alone."""
+    todo = [job for job, is_pending in zip(jobs, pending, strict=True) if is_pending]
+    for job, is_pending in zip(jobs, pending, strict=True):
+        if not is_pending:
+            print(f"{stage}: {job.name}: up to date", flush=True)
+    if not todo:
+        print(f"{stage}: nothing to do ({len(jobs)} jobs up to date)", flush=True)
+        return 0
+    print(f"{stage}: {len(todo)} of {len(jobs)} jobs to run, {resources.cpus:g} CPU / {resources.gpus:g} GPU "
+          f"each, on {os.environ.get('RAY_ADDRESS') or 'a local Ray instance'}", flush=True)
+    failed = []
+    for outcome in run_jobs(todo, resources, storage, stage):
+        if outcome.error is None:
+            print(f"{stage}: {outcome.job.name}: ok", flush=True)
+        else:
+            failed.append(outcome)
+            print(f"{stage}: {outcome.job.name}: FAILED: {outcome.error}", flush=True)
+    for outcome in failed:
+        print(f"{stage}: rerun the failed job alone with: {outcome.job.command()}", file=sys.stderr)
+    if failed:
+        names = ", ".join(o.job.name for o in failed)
+        print(f"{stage}: {len(failed)} of {len(todo)} jobs failed ({names}); rerunning the stage redoes "
+              "only those", file=sys.stderr)
+        return 1
+    return 0
+
+
+def resources_of(cfg) -> Resources:
+    return Resources(cfg.grid.cpus_per_trial, cfg.grid.gpus_per_trial, cfg.grid.max_concurrent)

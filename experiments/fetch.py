@@ -11,6 +11,7 @@ import argparse
 
 from dcpclip.data.fetch import fetch_dataset, registry_for
 from dcpclip.data.sources import DATASET_SOURCES
+from experiments.cli import add_override_arguments, overrides_from_args
 from experiments.compose import compose_config
 
 
@@ -18,9 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "overrides", nargs="*", help="config overrides, e.g. profile=paper data.mirror=/srv/data"
-    )
+    add_override_arguments(parser)
     parser.add_argument(
         "--datasets",
         nargs="+",
@@ -28,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         help="default: data.train_dataset and data.benchmarks",
     )
     args = parser.parse_args(argv)
-    cfg = compose_config(args.overrides).data
+    cfg = compose_config(overrides_from_args(args)).data
     registry = registry_for(cfg)
     for dataset in args.datasets or [cfg.train_dataset, *cfg.benchmarks]:
         fetched = fetch_dataset(dataset, cfg, registry=registry)

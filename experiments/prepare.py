@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dcpclip.data.fetch import registry_for
 from dcpclip.data.prepare import PREPARERS, prepare_dataset
+from experiments.cli import add_override_arguments, overrides_from_args
 from experiments.compose import compose_config
 
 
@@ -19,9 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "overrides", nargs="*", help="config overrides, e.g. profile=paper data.num_workers=8"
-    )
+    add_override_arguments(parser)
     parser.add_argument(
         "--datasets",
         nargs="+",
@@ -29,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         help="default: data.train_dataset and data.benchmarks",
     )
     args = parser.parse_args(argv)
-    cfg = compose_config(args.overrides).data
+    cfg = compose_config(overrides_from_args(args)).data
     registry = registry_for(cfg)
     for dataset in args.datasets or [cfg.train_dataset, *cfg.benchmarks]:
         record = prepare_dataset(dataset, cfg, registry=registry)

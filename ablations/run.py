@@ -1,0 +1,87 @@
+"""Run one variant end to end: fetch and prepare the data (skipped when already there), train each seed
+(if the variant trains; a finished run is reused, an interrupted one resumed), evaluate on the
+benchmarks, count GMACs, and write the same records into the same layout as `dvc repro`, so the report
+picks them up.
+
+    python ablations/run.py --variant no_dual
+    python ablations/run.py --variant no_prune+static_text --seeds 0 1 2 --benchmarks a150 pc59
+    python ablations/run.py --variant full --profile paper backbone.pretrained=/ckpt/ViT-B-16.bin
+
+Variants: the registry of dcpclip/model/variants.py (names combine with "+"). Extra arguments are Hydra
+overrides of experiments/conf (e.g. head.top_k=16 train.iterations=1000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: experiments/
+
+from dcpclip.data.config import BENCHMARKS  # noqa: E402
+from dcpclip.model.variants import VARIANTS, resolve_variant  # noqa: E402
+from experiments import fetch, prepare  # noqa: E402
+from experiments.compose import compose_config  # noqa: E402
+from experiments.evaluate import evaluate  # noqa: E402
+from experiments.flops import count  # noqa: E402
+from experiments.train import describe_start, train  # noqa: E402
+
+
+def variant_name(value: str) -> str:
+    try:
+        resolve_variant(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"unknown variant {value!r}; valid: {', '.join(VARIANTS)} (or names joined by '+')") from None
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", required=True, type=variant_name,
+                        help=f"one of: {', '.join(VARIANTS)}; '+' combines (e.g. no_prune+static_text)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (default: 0)")
+    parser.add_argument("--profile", choices=["offline", "paper"], default="offline",
+                        help="offline: tiny CLIP on synthetic data, CPU (default); paper: ViT-B/16, real data")
+    parser.add_argument("--benchmarks", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS),
+                        help="benchmarks to evaluate (default: all six)")
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. head.top_k=16")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    base = [f"profile={args.profile}", f"variant={args.variant}",
+            f"data.benchmarks=[{','.join(args.benchmarks)}]", *args.overrides]
+    command = shlex.join(["python", "ablations/run.py", *(argv if argv is not None else sys.argv[1:])])
+    try:
+        for stage in (fetch, prepare):
+            if stage.main(base) != 0:
+                raise RuntimeError(f"{stage.__name__} failed")
+        trains = resolve_variant(args.variant)[1]
+        for seed in args.seeds:
+            cfg = compose_config([*base, f"seed={seed}"])
+            if trains:
+                print(describe_start(cfg), flush=True)
+                outcome = train(cfg, progress=sys.stderr.isatty())
+                print(f"train {outcome['run_dir']}: {outcome['status']}", flush=True)
+            for key, value in evaluate(cfg, command, progress=sys.stderr.isatty()).items():
+                shown = value if isinstance(value, str) else f"mIoU {value:.2f}%"
+                print(f"evaluate {args.variant} seed{seed} {key}: {shown}", flush=True)
+        cfg = compose_config(base)
+        for arch, counts in count(cfg, cfg.count_paper_arch, command).items():
+            print(f"flops {args.variant} {arch} (GMACs/image): "
+                  + ", ".join(f"{key} {value}" for key, value in counts.items()), flush=True)
+    except Exception as err:
+        print(f"error: {type(err).__name__}: {err}\nrerun with: {command}", file=sys.stderr)
+        return 1
+    print(f"done: records under {cfg.results_dir}/eval/{cfg.profile} and {cfg.results_dir}/flops; "
+          "`dvc repro report` (or python -m experiments.report) renders them", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Stage `evaluate`: evaluate every variant x seed of `grid` on every benchmark of `data.benchmarks`, as
+parallel Ray Tune trials (one per run x benchmark). A record whose evaluation fingerprint matches the
+config is up to date and not redone.
+
+    python -m experiments.evaluate_all --params params.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from dcpclip import paths
+from dcpclip.data.specs import SPECS
+from experiments.cli import add_override_arguments, overrides_from_args
+from experiments.compose import compose_config
+from experiments.evaluate import up_to_date
+from experiments.fanout import Job, resources_of, run_stage
+
+
+def evaluation_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
+    base = compose_config(overrides)
+    jobs, pending = [], []
+    for variant in base.grid.variants:
+        for seed in base.grid.seeds:
+            run = (*overrides, f"variant={variant}", f"seed={seed}")
+            cfg = compose_config(list(run))
+            for key in base.data.benchmarks:
+                jobs.append(Job(f"{variant} seed{seed} {SPECS[key].title}", "experiments.evaluate:evaluate_job",
+                                (*run, f"data.benchmarks=[{key}]")))
+                pending.append(not up_to_date(cfg, key))
+    return jobs, pending
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_override_arguments(parser)
+    overrides = overrides_from_args(parser.parse_args(argv))
+    cfg = compose_config(overrides)
+    jobs, pending = evaluation_jobs(overrides)
+    return run_stage("evaluate", jobs, pending, resources_of(cfg), paths.ray_storage_dir(cfg))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

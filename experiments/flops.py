@@ -1,0 +1,172 @@
+"""Count GMACs per image (fvcore multiply-adds, attention included) of one variant on each benchmark's
+vocabulary, over real evaluation images at the evaluation resolution and views, and write one FLOP record
+per benchmark (`dcpclip.paths.flops_record_path`).
+
+    python -m experiments.flops variant=full            # the profile's own model
+    python -m experiments.flops variant=full --paper-arch vitb16   # + the paper architecture, random init
+
+Weights do not change the count (pruning keeps a fixed K = min(top_k, C) classes), so the model is
+built from the config with random initialisation and no checkpoint is needed. Views of the same shape
+cost the same, so each distinct view shape is traced once; the mean and std are over the
+`eval.flops_images` images (std is 0 in sliding mode, where every image becomes the same five views).
+The text encoder is excluded: the text bank is computed once per vocabulary and cached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import statistics
+import sys
+
+import torch
+import torch.nn.functional as F
+
+from dcpclip import paths
+from dcpclip.config import ExperimentConfig
+from dcpclip.data.datasets import evaluation_dataset
+from dcpclip.data.specs import SPECS, DatasetSpec
+from dcpclip.engine.inference import InferenceSettings, model_views
+from dcpclip.environment import environment_stamp
+from dcpclip.flops import FlopCount, count_gmacs
+from dcpclip.model.build import build_model
+from dcpclip.model.trainable import set_trainable
+from dcpclip.model.variants import apply_variant
+from dcpclip.records import FlopsRecord, RecordError, load_record, write_record
+from experiments.cli import add_override_arguments, overrides_from_args
+from experiments.compose import compose_config
+
+PAPER_ARCH_PROFILE = "paper-arch"
+
+
+def paper_arch_config(cfg: ExperimentConfig, model_option: str) -> ExperimentConfig:
+    """`cfg` with the paper profile's architecture and evaluation geometry, random init (no download)."""
+    paper = compose_config(["profile=paper", f"model={model_option}", "backbone.pretrained=null",
+                            f"variant={cfg.variant}"])
+    return dataclasses.replace(paper, data=cfg.data, results_dir=cfg.results_dir, cache_dir=cfg.cache_dir)
+
+
+def count_benchmark(model, cfg: ExperimentConfig, spec: DatasetSpec) -> tuple[list[float], FlopCount]:
+    """GMACs of each of the first `eval.flops_images` evaluation images; the last count's details."""
+    head = apply_variant(cfg.head, cfg.variant)
+    settings = InferenceSettings.from_config(cfg.eval, cfg.backbone.image_size, head.seg_loss,
+                                             model.backbone.patch_size)
+    dataset = evaluation_dataset(cfg.data.root, spec, cfg.eval.short_side, cfg.eval.max_long_side)
+    generator = torch.Generator().manual_seed(0)
+    bank = F.normalize(torch.randn(spec.num_prompts, model.backbone.embed_dim, generator=generator), dim=-1)
+    by_shape: dict[tuple, FlopCount] = {}
+    per_image = []
+    for index in range(min(len(dataset), cfg.eval.flops_images)):
+        image = dataset[index].image  # [3, h, w] at the evaluation resolution
+        views = model_views(image, settings)  # [V, 3, h', w'], all of one shape
+        if tuple(views.shape) not in by_shape:
+            # the model's cost is linear in the batch (no op mixes views), so one view is traced and
+            # multiplied by V: the same number as tracing all V at a V-th of the time
+            one = count_gmacs(model, views[:1], bank, cross_check=False)
+            by_shape[tuple(views.shape)] = dataclasses.replace(one, gmacs=one.gmacs * len(views),
+                                                               views=len(views))
+        per_image.append(by_shape[tuple(views.shape)].gmacs)
+    return per_image, by_shape[tuple(views.shape)]
+
+
+def flops_record(cfg: ExperimentConfig, profile: str, spec: DatasetSpec, per_image: list[float],
+                 count: FlopCount, command: str) -> FlopsRecord:
+    return FlopsRecord(
+        profile=profile,
+        variant=cfg.variant,
+        benchmark=spec.key,
+        arch=cfg.backbone.arch,
+        resolution=count.resolution,
+        views=count.views,
+        num_classes=count.num_classes,
+        text_encoder_included=count.text_encoder_included,
+        gmacs_mean=statistics.fmean(per_image),
+        gmacs_std=statistics.pstdev(per_image),
+        num_images=len(per_image),
+        params_total=count.params_total,
+        params_trainable=count.params_trainable,
+        skipped_ops=count.skipped_ops,
+        config_fingerprint=counting_fingerprint(cfg),
+        command=command,
+        environment=environment_stamp(),
+    )
+
+
+def counting_fingerprint(cfg: ExperimentConfig) -> str:
+    """What a count depends on: the architecture, the variant's head and the evaluation geometry."""
+    return paths.fingerprint({"backbone": cfg.backbone, "head": apply_variant(cfg.head, cfg.variant),
+                              "eval": cfg.eval})
+
+
+def stale_benchmarks(cfg: ExperimentConfig, record_path) -> list[str]:
+    """Benchmarks of `cfg` whose FLOP record is missing or was counted for another config."""
+    stale = []
+    for key in cfg.data.benchmarks:
+        try:
+            if load_record(record_path(cfg, key)).config_fingerprint == counting_fingerprint(cfg):
+                continue
+        except (FileNotFoundError, RecordError):
+            pass
+        stale.append(key)
+    return stale
+
+
+def count_config(cfg: ExperimentConfig, profile: str, record_path, command: str) -> dict:
+    """Count every benchmark of `cfg` whose record is missing or stale; returns {benchmark: GMACs}."""
+    stale = stale_benchmarks(cfg, record_path)
+    outcome: dict = {key: "up to date" for key in cfg.data.benchmarks if key not in stale}
+    model = None
+    for key in stale:
+        spec, path = SPECS[key], record_path(cfg, key)
+        if model is None:
+            torch.manual_seed(0)
+            model = build_model(cfg.backbone, cfg.head, cfg.variant)
+            set_trainable(model, apply_variant(cfg.head, cfg.variant))
+        per_image, count = count_benchmark(model, cfg, spec)
+        write_record(flops_record(cfg, profile, spec, per_image, count, command), path)
+        outcome[key] = round(statistics.fmean(per_image), 3)
+    return outcome
+
+
+def count(cfg: ExperimentConfig, paper_arch: str | None, command: str) -> dict:
+    outcome = {cfg.backbone.arch: count_config(cfg, cfg.profile, paths.flops_record_path, command)}
+    if paper_arch:
+        paper = paper_arch_config(cfg, paper_arch)
+        outcome[f"{PAPER_ARCH_PROFILE} {paper.backbone.arch}"] = count_config(
+            paper, PAPER_ARCH_PROFILE, paths.paper_arch_flops_record_path, command)
+    return outcome
+
+
+def flops_job(overrides: list[str]) -> dict:
+    """Fan-out job: overrides may end with "--paper-arch=<model option>"."""
+    paper_arch = next((o.split("=", 1)[1] for o in overrides if o.startswith("--paper-arch=")), None)
+    overrides = [o for o in overrides if not o.startswith("--paper-arch=")]
+    command = shlex.join(["python", "-m", "experiments.flops", *overrides,
+                          *(["--paper-arch", paper_arch] if paper_arch else [])])
+    return count(compose_config(overrides), paper_arch, command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_override_arguments(parser)
+    parser.add_argument("--paper-arch", metavar="MODEL",
+                        help="also count this experiments/conf/model option at the paper geometry (e.g. vitb16)")
+    args = parser.parse_args(argv)
+    overrides = overrides_from_args(args)
+    command = shlex.join(["python", "-m", "experiments.flops", *overrides,
+                          *(["--paper-arch", args.paper_arch] if args.paper_arch else [])])
+    try:
+        cfg = compose_config(overrides)
+        outcome = count(cfg, args.paper_arch, command)
+    except Exception as err:
+        print(f"error: {type(err).__name__}: {err}\nrerun with: {command}", file=sys.stderr)
+        return 1
+    for arch, counts in outcome.items():
+        shown = ", ".join(f"{SPECS[k].title} {v}" for k, v in counts.items())
+        print(f"flops {cfg.variant} {arch} (GMACs/image): {shown}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

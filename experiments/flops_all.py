@@ -1,0 +1,47 @@
+"""Stage `flops`: count GMACs per image of every variant of `grid` on every benchmark's vocabulary (one
+parallel Ray Tune trial per variant), plus the paper architecture named by `count_paper_arch`. Records
+that match the config are up to date and not recounted.
+
+    python -m experiments.flops_all --params params.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from dcpclip import paths
+from experiments.cli import add_override_arguments, overrides_from_args
+from experiments.compose import compose_config
+from experiments.fanout import Job, resources_of, run_stage
+from experiments.flops import paper_arch_config, stale_benchmarks
+
+
+def flops_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
+    base = compose_config(overrides)
+    jobs, pending = [], []
+    for variant in base.grid.variants:
+        cfg = compose_config([*overrides, f"variant={variant}"])
+        stale = stale_benchmarks(cfg, paths.flops_record_path)
+        extra = ()
+        if base.count_paper_arch:
+            extra = (f"--paper-arch={base.count_paper_arch}",)
+            paper = paper_arch_config(cfg, base.count_paper_arch)
+            stale += stale_benchmarks(paper, paths.paper_arch_flops_record_path)
+        job_overrides = (*overrides, f"variant={variant}", *extra)
+        jobs.append(Job(variant, "experiments.flops:flops_job", job_overrides))
+        pending.append(bool(stale))
+    return jobs, pending
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_override_arguments(parser)
+    overrides = overrides_from_args(parser.parse_args(argv))
+    cfg = compose_config(overrides)
+    jobs, pending = flops_jobs(overrides)
+    return run_stage("flops", jobs, pending, resources_of(cfg), paths.ray_storage_dir(cfg))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Stage `train`: train every variant x seed of `grid` as parallel Ray Tune trials, one run folder each.
+
+A finished run with the same training fingerprint is skipped, an interrupted one resumes from its
+checkpoint, a training-free variant (zero_shot) has nothing to train. So after a crash, or after changing
+one variant's config, a rerun trains only what changed.
+
+    python -m experiments.train_all --params params.yaml        # what `dvc repro` runs
+    python -m experiments.train_all profile=paper "grid.seeds=[0,1,2]"
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from dcpclip import paths
+from dcpclip.engine.checkpoint import run_status
+from dcpclip.model.variants import resolve_variant
+from experiments.cli import add_override_arguments, overrides_from_args
+from experiments.compose import compose_config
+from experiments.fanout import Job, resources_of, run_stage
+
+
+def training_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
+    """One job per trained variant x seed, and whether each still has to run."""
+    base = compose_config(overrides)
+    jobs, pending = [], []
+    for variant in base.grid.variants:
+        if not resolve_variant(variant)[1]:
+            continue
+        for seed in base.grid.seeds:
+            job_overrides = (*overrides, f"variant={variant}", f"seed={seed}")
+            cfg = compose_config(list(job_overrides))
+            jobs.append(Job(f"{variant} seed{seed}", "experiments.train:train_job", job_overrides))
+            pending.append(run_status(paths.run_dir(cfg), paths.training_fingerprint(cfg)) != "done")
+    return jobs, pending
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_override_arguments(parser)
+    overrides = overrides_from_args(parser.parse_args(argv))
+    cfg = compose_config(overrides)
+    jobs, pending = training_jobs(overrides)
+    return run_stage("train", jobs, pending, resources_of(cfg), paths.ray_storage_dir(cfg))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""The orchestration contracts: dvc.yaml mirrors dcpclip/paths.py, the train stage redoes only what
+changed, a failed trial fails the stage by name and its rerun redoes only it, and `dvc repro` runs the
+offline profile end to end (then does nothing on a second run)."""
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dcpclip import paths
+from dcpclip.data.config import BENCHMARKS
+from dcpclip.model import variants
+from experiments import train_all
+from experiments.compose import compose_config
+from experiments.train import train_job
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def rendered_outs(profile: str) -> dict[str, list[str]]:
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    outs = {}
+    for name, stage in stages.items():
+        declared = [*stage.get("outs", []), *stage.get("metrics", [])]
+        outs[name] = [(next(iter(o)) if isinstance(o, dict) else o).replace("${profile}", profile) for o in declared]
+    return outs
+
+
+@pytest.mark.parametrize("profile", ["offline", "paper"])
+def test_dvc_yaml_mirrors_the_paths_of_the_config(profile):
+    cfg = compose_config([f"profile={profile}"])
+    outs = rendered_outs(profile)
+    assert outs["fetch"] == [cfg.data.raw_root]
+    assert outs["prepare"] == [cfg.data.root]
+    assert outs["train"] == [str(Path(cfg.runs_dir) / profile)]
+    assert outs["evaluate"] == [str(Path(cfg.results_dir) / "eval" / profile)]
+    assert str(Path(cfg.results_dir) / "flops" / profile) in outs["flops"]
+    for variant in cfg.grid.variants:
+        run = compose_config([f"profile={profile}", f"variant={variant}"])
+        assert paths.run_dir(run).is_relative_to(outs["train"][0])
+        assert paths.eval_record_path(run, "a150").is_relative_to(outs["evaluate"][0])
+        assert any(paths.flops_record_path(run, "a150").is_relative_to(o) for o in outs["flops"])
+    paper_arch = compose_config(["profile=paper", "backbone.pretrained=null"])
+    assert any(paths.paper_arch_flops_record_path(paper_arch, "a150").is_relative_to(o) for o in outs["flops"])
+
+
+def test_params_yaml_selects_the_offline_profile():
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert params == {"profile": "offline", "overrides": []}
+
+
+@pytest.fixture(scope="module")
+def prepared_data(tmp_path_factory):
+    """Synthetic data fetched and prepared once for this module, through the real stages."""
+    from experiments import fetch, prepare
+
+    root = tmp_path_factory.mktemp("pipeline")
+    data = [f"data.raw_root={root}/raw", f"data.root={root}/prepared", "data.benchmarks=[pas20]"]
+    assert fetch.main(data) == 0 and prepare.main(data) == 0
+    return root, data
+
+
+def quick(root: Path, data: list[str], variants_: list[str]) -> list[str]:
+    return [*data, f"runs_dir={root}/runs", f"results_dir={root}/results", f"cache_dir={root}/cache",
+            "train.iterations=2", "train.checkpoint_every=2", f"grid.variants=[{','.join(variants_)}]"]
+
+
+def test_changing_one_variant_retrains_only_that_variant(prepared_data, monkeypatch):
+    root, data = prepared_data
+    overrides = quick(root / "skip", data, ["full", "no_dual", "static_text", "zero_shot"])
+    jobs, pending = train_all.training_jobs(overrides)
+    assert [job.name for job in jobs] == ["full seed0", "no_dual seed0", "static_text seed0"]  # zero_shot: no training
+    assert pending == [True, True, True]
+    for job in jobs:
+        train_job(list(job.overrides))
+    assert train_all.training_jobs(overrides)[1] == [False, False, False]
+    # edit one variant's definition: only its fingerprint, hence only its run, changes
+    changed = variants.Variant("no_dual", {"dual": False, "hidden_dim": 16}, True, "no_dual, narrower")
+    monkeypatch.setitem(variants.VARIANTS, "no_dual", changed)
+    assert train_all.training_jobs(overrides)[1] == [False, True, False]
+
+
+@pytest.mark.slow
+def test_a_failed_trial_fails_the_stage_by_name_and_its_rerun_trains_only_it(prepared_data, capsys):
+    root, data = prepared_data
+    overrides = quick(root / "fail", data, ["full", "no_dual"])
+    blocked = paths.run_dir(compose_config([*overrides, "variant=no_dual"]))
+    blocked.mkdir(parents=True)
+    with open(blocked / "lock", "w") as lock:  # another process "is training" no_dual
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert train_all.main(overrides) == 1
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    captured = capsys.readouterr()
+    assert "train: no_dual seed0: FAILED" in captured.out and "another process is training" in captured.out
+    assert "train: full seed0: ok" in captured.out
+    assert "rerun the failed job alone with: python -m experiments.train" in captured.err
+    assert train_all.training_jobs(overrides)[1] == [False, True]
+    assert train_all.main(overrides) == 0
+    captured = capsys.readouterr()
+    assert "train: full seed0: up to date" in captured.out and "train: no_dual seed0: ok" in captured.out
+    assert train_all.training_jobs(overrides)[1] == [False, False]
+
+
+def tracked_copy(destination: Path) -> None:
+    """The working tree as CI sees it (tracked and untracked-but-not-ignored files), as a fresh git repo."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
+                            capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):
+        subprocess.run(command, cwd=destination, check=True, env=env)
+
+
+@pytest.mark.slow
+def test_dvc_repro_runs_the_offline_profile_end_to_end_and_then_does_nothing(tmp_path):
+    tracked_copy(tmp_path)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(tmp_path)}
+    first = subprocess.run(["dvc", "repro"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    cfg = compose_config([])
+    for variant in cfg.grid.variants:
+        run = compose_config([f"variant={variant}"])
+        for benchmark in BENCHMARKS:
+            record = json.loads((tmp_path / paths.eval_record_path(run, benchmark)).read_text())
+            assert (record["variant"], record["benchmark"], record["profile"]) == (variant, benchmark, "offline")
+            assert 0.0 <= record["metrics"]["mIoU"] <= 100.0
+            assert (tmp_path / paths.flops_record_path(run, benchmark)).is_file()
+    assert "| full |" in (tmp_path / "reports" / "README.md").read_text()
+    second = subprocess.run(["dvc", "repro"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "Data and pipelines are up to date" in second.stdout
+    assert "Running stage" not in second.stdout
