@@ -30,8 +30,8 @@ from dcpclip.model.build import build_model
 from dcpclip.model.text_bank import TextBankCache
 from dcpclip.model.trainable import set_trainable
 from dcpclip.model.variants import apply_variant, resolve_variant
-from dcpclip.records import EvalRecord, InferenceSettings as RecordedInference, SegmentationMetrics
-from dcpclip.records import RecordError, load_record, write_record
+from dcpclip.records import EvalRecord, RecordError, SegmentationMetrics, load_record, write_record
+from dcpclip.records import InferenceSettings as RecordedInference
 from experiments.cli import add_override_arguments, overrides_from_args
 from experiments.compose import compose_config
 
