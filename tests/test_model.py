@@ -11,7 +11,7 @@ from dcpclip.model.losses import segmentation_losses
 from dcpclip.model.pruning import CategoryPruner, KeepAll
 from dcpclip.model.rescoring import MaskPooledRescorer, NoRescoring
 from dcpclip.model.text_bank import TextConfig, encode_vocabulary
-from dcpclip.model.trainable import packed_projections, set_trainable
+from dcpclip.model.trainable import packed_projections, set_trainable, trainable_parameters
 from dcpclip.model.variants import VARIANTS, apply_variant
 from dcpclip.model.zero_shot import DenseClipSegmenter
 from experiments.compose import compose_config
@@ -115,6 +115,28 @@ def test_backward_reaches_exactly_the_parameters_meant_to_train(tiny, variant):
             assert not name.startswith("backbone."), name  # attn q/v are the only trainable CLIP weights
     trained_clip = {n for n, p in model.backbone.named_parameters() if p.requires_grad}
     assert len(trained_clip) == 2 * (4 + 2)  # in_proj weight and bias of 4 image + 2 text blocks
+
+
+def test_clip_trainable_choices_replace_each_other(tiny):
+    model = make(tiny, "full").train()
+    head = tiny[1]
+    images, bank = random_images(), random_bank(20)
+    targets = torch.randint(0, 20, (2, SIZE, SIZE), generator=torch.Generator().manual_seed(1))
+    for choice in ("attn_qv", "all", "none"):
+        set_trainable(model, dataclasses.replace(head, clip_trainable=choice))
+        model.zero_grad(set_to_none=True)
+        segmentation_losses(model(images, bank, targets), targets, head)["total"].backward()
+        groups = trainable_parameters(model)
+        head_params = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
+        assert [id(p) for p in groups["head"]] == [id(p) for p in head_params]
+        in_proj = model.backbone.clip.visual.transformer.resblocks[0].attn.in_proj_weight
+        if choice == "none":
+            assert groups["clip"] == [] and in_proj.grad is None
+        elif choice == "all":  # the key-row mask of the previous call is gone
+            assert len(groups["clip"]) == len(list(model.backbone.parameters()))
+            assert in_proj.grad.chunk(3)[1].abs().sum() > 0
+        else:
+            assert len(groups["clip"]) == 12 and (in_proj.grad.chunk(3)[1] == 0).all()
 
 
 @torch.no_grad()

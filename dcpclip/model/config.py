@@ -11,7 +11,9 @@ from typing import Literal
 class HeadConfig:
     # step 2: coarse category recognition -> top-K pruning
     prune: bool = True
-    top_k: int = 32  # classes kept per image (never more than C)
+    # classes kept per image (never more than C); in training, more when an image has more ground-truth
+    # classes, which are always kept
+    top_k: int = 32
     presence_scale_init: float = 10.0  # initial weight of both similarity cues in the presence calibration
     # step 3: dynamic textual features (class embeddings attend to the image)
     dynamic_text: bool = True
