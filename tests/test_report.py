@@ -137,11 +137,13 @@ def test_seed_statistics_are_mean_and_sample_std():
 
 
 def test_dvc_metrics_nest_profile_variant_benchmark(tmp_path):
-    summary = write_aggregate(scenario(), tmp_path / "summary.csv", tmp_path / "metrics.json")
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    (tmp_path / "metrics" / "offline").mkdir(parents=True)
+    (tmp_path / "metrics" / "offline" / "removed_variant.json").write_text("{}")
+    summary = write_aggregate(scenario(), tmp_path / "summary.csv", tmp_path / "metrics")
+    files = sorted(p.relative_to(tmp_path / "metrics").as_posix() for p in (tmp_path / "metrics").rglob("*.json"))
+    assert files == ["offline/full.json", "offline/no_dual.json", "offline/no_prune.json", "offline/zero_shot.json"]
+    metrics = {"offline": {Path(f).stem: json.loads((tmp_path / "metrics" / f).read_text()) for f in files}}
     assert metrics == miou_metrics(summary)
-    assert list(metrics) == ["offline"]
-    assert list(metrics["offline"]) == ["full", "no_prune", "no_dual", "zero_shot"]
     assert metrics["offline"]["full"] == {"A-847": 10.5, "PC-459": 12.5, "A-150": 20.5, "PC-59": 41.0,
                                           "PAS-20": 71.0, "PAS-20b": 55.5}
     assert "PAS-20b" not in metrics["offline"]["no_dual"]

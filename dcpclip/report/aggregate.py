@@ -4,8 +4,12 @@ DVC metrics file. The report and the claims read this table, never the record fi
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import os
 from collections.abc import Iterable
+
+from pathlib import Path
 
 import pandas as pd
 
@@ -84,9 +88,27 @@ def miou_metrics(summary: pd.DataFrame) -> dict:
     return nested
 
 
+def write_metrics_dir(metrics: dict, directory: str | os.PathLike) -> None:
+    """`<directory>/<profile>/<variant>.json`, each {benchmark title: mIoU %}: one file per variant, so
+    `dvc metrics show` prints a variant x benchmark table. The folder is replaced as a whole (a variant
+    no longer run leaves no stale file), through a temporary sibling and a rename."""
+    directory = Path(directory)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        for profile, variants in metrics.items():
+            for variant, values in variants.items():
+                write_text(staging / profile / f"{variant}.json", json.dumps(values, indent=2) + "\n")
+        if directory.exists():
+            shutil.rmtree(directory)
+        staging.rename(directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def write_aggregate(records: Iterable[Record], summary_path: str | os.PathLike,
-                    metrics_path: str | os.PathLike) -> pd.DataFrame:
+                    metrics_dir: str | os.PathLike) -> pd.DataFrame:
     summary = summary_table(records)
     write_text(summary_path, summary.to_csv(index=False, lineterminator="\n"))
-    write_text(metrics_path, json.dumps(miou_metrics(summary), indent=2) + "\n")
+    Path(metrics_dir).parent.mkdir(parents=True, exist_ok=True)
+    write_metrics_dir(miou_metrics(summary), metrics_dir)
     return summary
