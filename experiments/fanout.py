@@ -90,7 +90,7 @@ def run_jobs(jobs: list[Job], resources: Resources, storage: Path, stage: str) -
             "jobs": {job.name: {"function": job.function, "overrides": list(job.overrides)} for job in jobs},
             "cwd": cwd,
         },
-        tune_config=tune.TuneConfig(max_concurrent_trials=resources.max_concurrent or None),
+        tune_config=tune.TuneConfig(max_concurrent_trials=resources.max_concurrent or None, reuse_actors=True),
         run_config=tune.RunConfig(name=stage, storage_path=str(storage.resolve()), verbose=0),
     )
     grid = tuner.fit()
