@@ -107,11 +107,17 @@ def test_a_failed_trial_fails_the_stage_by_name_and_its_rerun_trains_only_it(pre
     assert train_all.training_jobs(overrides)[1] == [False, False]
 
 
+GENERATED = ("results/", "reports/", "dvc.lock")  # what a committed run left: the copy must make it anew
+
+
 def tracked_copy(destination: Path) -> None:
-    """The working tree as CI sees it (tracked and untracked-but-not-ignored files), as a fresh git repo."""
+    """The working tree as CI sees it (tracked and untracked-but-not-ignored files) without the committed
+    pipeline outputs, as a fresh git repo."""
     listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
                             capture_output=True).stdout.decode().split("\0")
     for name in filter(None, listed):
+        if name.startswith(GENERATED):
+            continue
         source = REPO / name
         if source.is_file():
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
