@@ -107,10 +107,14 @@ def accuracy_vs_cost(summary: pd.DataFrame, profile: str, arch: str, variants: S
 
 
 def training_curves(curves: pd.DataFrame, variants: Sequence[str]) -> bytes | None:
-    """Each logged metric against the step, one line per run (variant colour, one line per seed)."""
+    """Each logged training loss term (`train/...`; learning rates are left out: the schedule is the
+    config's) against the step, one line per run (variant colour, one line per seed)."""
     if curves.empty:
         return None
-    metrics = sorted(set(curves["metric"]))
+    curves = curves[curves["metric"].str.startswith("train/") & (curves["metric"] != "train/grad_norm")]
+    if curves.empty:
+        return None
+    metrics = sorted(set(curves["metric"]), key=lambda m: (m != "train/total", m))
     colours = palette([*variants, *sorted(set(curves["variant"]) - set(variants))])
 
     def draw(axes):
