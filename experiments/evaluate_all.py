@@ -7,15 +7,12 @@ config is up to date and not redone.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from dcpclip import paths
 from dcpclip.data.specs import SPECS
-from experiments.cli import add_override_arguments, overrides_from_args
 from experiments.compose import compose_config
 from experiments.evaluate import up_to_date
-from experiments.fanout import Job, resources_of, run_stage
+from experiments.fanout import Job, stage_main
 
 
 def evaluation_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
@@ -33,12 +30,7 @@ def evaluation_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_override_arguments(parser)
-    overrides = overrides_from_args(parser.parse_args(argv))
-    cfg = compose_config(overrides)
-    jobs, pending = evaluation_jobs(overrides)
-    return run_stage("evaluate", jobs, pending, resources_of(cfg), paths.ray_storage_dir(cfg))
+    return stage_main("evaluate", __doc__.splitlines()[0], evaluation_jobs, argv)
 
 
 if __name__ == "__main__":

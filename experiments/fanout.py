@@ -9,11 +9,17 @@ with the CPUs/GPUs of this machine.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+from dcpclip import paths
+from experiments.cli import add_override_arguments, overrides_from_args
+from experiments.compose import compose_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -131,5 +137,14 @@ def run_stage(stage: str, jobs: list[Job], pending: list[bool], resources: Resou
     return 0
 
 
-def resources_of(cfg) -> Resources:
-    return Resources(cfg.grid.cpus_per_trial, cfg.grid.gpus_per_trial, cfg.grid.max_concurrent)
+def stage_main(stage: str, description: str, plan: Callable[[list[str]], tuple[list[Job], list[bool]]],
+               argv: list[str] | None) -> int:
+    """The command line of a fan-out stage: overrides (and --params) -> plan the jobs -> run the pending
+    ones with the grid's per-trial resources."""
+    parser = argparse.ArgumentParser(description=description)
+    add_override_arguments(parser)
+    overrides = overrides_from_args(parser.parse_args(argv))
+    cfg = compose_config(overrides)
+    jobs, pending = plan(overrides)
+    resources = Resources(cfg.grid.cpus_per_trial, cfg.grid.gpus_per_trial, cfg.grid.max_concurrent)
+    return run_stage(stage, jobs, pending, resources, paths.ray_storage_dir(cfg))

@@ -7,13 +7,11 @@ that match the config are up to date and not recounted.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from dcpclip import paths
-from experiments.cli import add_override_arguments, overrides_from_args
 from experiments.compose import compose_config
-from experiments.fanout import Job, resources_of, run_stage
+from experiments.fanout import Job, stage_main
 from experiments.flops import paper_arch_config, stale_benchmarks
 
 
@@ -35,12 +33,7 @@ def flops_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_override_arguments(parser)
-    overrides = overrides_from_args(parser.parse_args(argv))
-    cfg = compose_config(overrides)
-    jobs, pending = flops_jobs(overrides)
-    return run_stage("flops", jobs, pending, resources_of(cfg), paths.ray_storage_dir(cfg))
+    return stage_main("flops", __doc__.splitlines()[0], flops_jobs, argv)
 
 
 if __name__ == "__main__":

@@ -10,15 +10,13 @@ one variant's config, a rerun trains only what changed.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from dcpclip import paths
 from dcpclip.engine.checkpoint import run_status
 from dcpclip.model.variants import resolve_variant
-from experiments.cli import add_override_arguments, overrides_from_args
 from experiments.compose import compose_config
-from experiments.fanout import Job, resources_of, run_stage
+from experiments.fanout import Job, stage_main
 
 
 def training_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
@@ -37,12 +35,7 @@ def training_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_override_arguments(parser)
-    overrides = overrides_from_args(parser.parse_args(argv))
-    cfg = compose_config(overrides)
-    jobs, pending = training_jobs(overrides)
-    return run_stage("train", jobs, pending, resources_of(cfg), paths.ray_storage_dir(cfg))
+    return stage_main("train", __doc__.splitlines()[0], training_jobs, argv)
 
 
 if __name__ == "__main__":
