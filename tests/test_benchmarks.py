@@ -90,4 +90,4 @@ def test_parallel_training_prints_every_arm_and_variant(capsys):
     ray_rows = [cells for name, cells in rows.items() if name.startswith("Ray train stage")]
     assert len(ray_rows) == 1 and float(ray_rows[0][0]) > 0
     assert set(rows) >= {"full", "no_dual"} and "no_prune" not in rows
-    assert "Ray including ray.init" in out
+    assert "Ray stage including ray.init" in out and "Ray stage again, Ray running" in out
