@@ -22,4 +22,4 @@ def scatter_to_vocabulary(
     upsampled = upsampled.clamp_min(pruned_logit + KEPT_MARGIN)
     batch = kept_logits.shape[0]
     full = upsampled.new_full((batch, num_classes, *size), pruned_logit)
-    return full.scatter(1, kept[:, :, None, None].expand_as(upsampled), upsampled)
+    return full.scatter_(1, kept[:, :, None, None].expand_as(upsampled), upsampled)  # in place: no 2nd copy
