@@ -76,5 +76,6 @@ def evaluation_fingerprint(cfg: ExperimentConfig) -> str:
 
 
 def ray_storage_dir(cfg: ExperimentConfig) -> Path:
-    """Where Ray Tune keeps its trial bookkeeping (on shared storage when running on a cluster)."""
-    return Path(cfg.runs_dir) / cfg.profile / "ray"
+    """Where Ray Tune keeps its trial bookkeeping (on shared storage when running on a cluster): beside the
+    run folders, not inside them, since the train stage's output must not change under later stages."""
+    return Path(cfg.runs_dir).parent / "ray_results" / cfg.profile

@@ -37,7 +37,7 @@ def test_dvc_yaml_mirrors_the_paths_of_the_config(profile):
     cfg = compose_config([f"profile={profile}"])
     outs = rendered_outs(profile)
     assert outs["fetch"] == [cfg.data.raw_root]
-    assert outs["prepare"] == [cfg.data.root]
+    assert outs["prepare"] == [cfg.data.root, cfg.data.extract_root]
     assert outs["train"] == [str(Path(cfg.runs_dir) / profile)]
     assert outs["evaluate"] == [str(Path(cfg.results_dir) / "eval" / profile)]
     assert str(Path(cfg.results_dir) / "flops" / profile) in outs["flops"]

@@ -24,6 +24,8 @@ class DataConfig:
     # the synthetic and the real data live in separate folders, so one never overwrites the other
     raw_root: str = "data/synthetic/raw"  # fetched files (and, for synthetic data, the generated host)
     root: str = "data/synthetic/prepared"  # prepared datasets, one folder per dataset
+    # unpacked archives, kept between runs; None: an "extracted" folder beside raw_root
+    extract_root: str | None = None
     mirror: str | None = None  # URL or folder replacing the public download hosts (a lab's own copy)
     ade20k_full_archive: str | None = None  # registration-gated ADE20K_2021_17_01 zip, supplied by the user
     train_dataset: str = "coco_stuff"

@@ -85,7 +85,8 @@ def prepare_dataset(
     fetched = fetch_dataset(dataset, cfg, registry=registry, lock_path=lock_path, progressbar=progressbar)
     spec = SPECS[dataset]
     names = read_names(fetched[names_source(dataset)].path, spec.num_prompts)
-    inputs = Inputs(fetched, extract_root=Path(cfg.raw_root) / "extracted", workers=cfg.num_workers)
+    extract_root = Path(cfg.extract_root or Path(cfg.raw_root).parent / "extracted")
+    inputs = Inputs(fetched, extract_root=extract_root, workers=cfg.num_workers)
     with atomic_dir(Path(cfg.root) / dataset) as tmp:
         splits = PREPARERS[dataset](inputs, tmp)
         check_counts(dataset, splits, dict(registry.expected_images[dataset]))
