@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from dcpclip.config_schema import ConfigError
+from experiments.compose import compose_config
 
 
 def add_override_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,3 +34,15 @@ def pipeline_overrides(path: str | Path) -> list[str]:
 def overrides_from_args(args: argparse.Namespace) -> list[str]:
     base = pipeline_overrides(args.params) if args.params else []
     return [*base, *args.overrides]
+
+
+def data_stage_arguments(argv: list[str] | None, description: str, datasets: list[str]):
+    """The command line of the fetch and prepare stages -> (the data config, the datasets to process:
+    `--datasets`, or the training set and the benchmarks)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_override_arguments(parser)
+    parser.add_argument("--datasets", nargs="+", choices=datasets,
+                        help="default: data.train_dataset and data.benchmarks")
+    args = parser.parse_args(argv)
+    cfg = compose_config(overrides_from_args(args)).data
+    return cfg, args.datasets or [cfg.train_dataset, *cfg.benchmarks]

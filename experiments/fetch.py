@@ -7,29 +7,15 @@ training set and the benchmarks. One line per dataset.
 
 from __future__ import annotations
 
-import argparse
-
 from dcpclip.data.fetch import fetch_dataset, registry_for
 from dcpclip.data.sources import DATASET_SOURCES
-from experiments.cli import add_override_arguments, overrides_from_args
-from experiments.compose import compose_config
+from experiments.cli import data_stage_arguments
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_override_arguments(parser)
-    parser.add_argument(
-        "--datasets",
-        nargs="+",
-        choices=list(DATASET_SOURCES),
-        help="default: data.train_dataset and data.benchmarks",
-    )
-    args = parser.parse_args(argv)
-    cfg = compose_config(overrides_from_args(args)).data
+    cfg, datasets = data_stage_arguments(argv, __doc__, list(DATASET_SOURCES))
     registry = registry_for(cfg)
-    for dataset in args.datasets or [cfg.train_dataset, *cfg.benchmarks]:
+    for dataset in datasets:
         fetched = fetch_dataset(dataset, cfg, registry=registry)
         size = sum(f.path.stat().st_size for f in fetched.values())
         where = f"{cfg.raw_root} ({registry.origin})"

@@ -7,30 +7,17 @@ layout (`dcpclip.data.specs`) by the protocol's rules, checking image counts. On
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from dcpclip.data.fetch import registry_for
 from dcpclip.data.prepare import PREPARERS, prepare_dataset
-from experiments.cli import add_override_arguments, overrides_from_args
-from experiments.compose import compose_config
+from experiments.cli import data_stage_arguments
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_override_arguments(parser)
-    parser.add_argument(
-        "--datasets",
-        nargs="+",
-        choices=list(PREPARERS),
-        help="default: data.train_dataset and data.benchmarks",
-    )
-    args = parser.parse_args(argv)
-    cfg = compose_config(overrides_from_args(args)).data
+    cfg, datasets = data_stage_arguments(argv, __doc__, list(PREPARERS))
     registry = registry_for(cfg)
-    for dataset in args.datasets or [cfg.train_dataset, *cfg.benchmarks]:
+    for dataset in datasets:
         record = prepare_dataset(dataset, cfg, registry=registry)
         counts = ", ".join(f"{n} {split}" for split, n in record["images"].items())
         print(f"{dataset}: {counts} images, {record['num_classes']} classes -> {Path(cfg.root) / dataset}")
