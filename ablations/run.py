@@ -1,4 +1,5 @@
-"""Run one variant end to end: fetch and prepare the data (skipped when already there), train each seed
+"""Run one variant end to end: fetch and prepare the data (skipped when already there), pre-train the
+offline profile's tiny CLIP (skipped when done), train each seed
 (if the variant trains; a finished run is reused, an interrupted one resumed), evaluate on the
 benchmarks, count GMACs, and write the same records into the same layout as `dvc repro`, so the report
 picks them up.
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 from dcpclip.data.config import BENCHMARKS  # noqa: E402
 from dcpclip.model.variants import VARIANTS, resolve_variant  # noqa: E402
-from experiments import fetch, prepare  # noqa: E402
+from experiments import fetch, prepare, pretrain  # noqa: E402
 from experiments.compose import compose_config  # noqa: E402
 from experiments.evaluate import evaluate  # noqa: E402
 from experiments.flops import count  # noqa: E402
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             f"data.benchmarks=[{','.join(args.benchmarks)}]", *args.overrides]
     command = shlex.join(["python", "ablations/run.py", *(argv if argv is not None else sys.argv[1:])])
     try:
-        for stage in (fetch, prepare):
+        for stage in (fetch, prepare, pretrain):
             if stage.main(base) != 0:
                 raise RuntimeError(f"{stage.__name__} failed")
         trains = resolve_variant(args.variant)[1]

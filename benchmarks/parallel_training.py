@@ -85,6 +85,7 @@ def stage_overrides(data: list[str], runs: Path, variants: list[str], iterations
         f"results_dir={runs}/results",
         f"cache_dir={runs}/cache",
         f"train.iterations={iterations}",
+        "pretrain=none",  # the tiny CLIP at random init: the speed of training does not depend on its weights
         f"grid.variants=[{','.join(variants)}]",
     ]
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from dcpclip.config_schema import ConfigError, from_dict
 from dcpclip.data.config import BENCHMARKS, DataConfig
-from dcpclip.engine.config import EvalConfig, TrainConfig
+from dcpclip.engine.config import EvalConfig, PretrainConfig, TrainConfig
 from dcpclip.model.backbone import BackboneConfig
 from dcpclip.model.config import HeadConfig
 from dcpclip.model.text_bank import TextConfig
@@ -41,9 +41,15 @@ class ExperimentConfig:
     text: TextConfig = dataclasses.field(default_factory=TextConfig)
     head: HeadConfig = dataclasses.field(default_factory=HeadConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    pretrain: PretrainConfig = dataclasses.field(default_factory=PretrainConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     grid: GridConfig = dataclasses.field(default_factory=GridConfig)
+
+
+def pretrained_clip_file(cfg: PretrainConfig) -> str:
+    """The open_clip state dict the pre-training writes (the path `backbone.pretrained` then names)."""
+    return f"{cfg.dir}/clip.pt"
 
 
 def experiment_config(data: dict[str, Any]) -> ExperimentConfig:
@@ -68,6 +74,18 @@ def experiment_config(data: dict[str, Any]) -> ExperimentConfig:
             f"train.crop_size {cfg.train.crop_size} != backbone.image_size {cfg.backbone.image_size}: "
             "the model is trained on windows of the backbone's input size"
         )
+    if cfg.pretrain.enabled:
+        weights = pretrained_clip_file(cfg.pretrain)
+        if cfg.backbone.pretrained != weights:
+            raise ConfigError(
+                f"backbone.pretrained {cfg.backbone.pretrained!r}: with pretrain.enabled the backbone's weights "
+                f"are the pre-training's output {weights!r}; set pretrain=none to load other weights"
+            )
+        if cfg.pretrain.train.crop_size != cfg.backbone.image_size:
+            raise ConfigError(
+                f"pretrain.train.crop_size {cfg.pretrain.train.crop_size} != backbone.image_size "
+                f"{cfg.backbone.image_size}: CLIP is pre-trained at its input size"
+            )
     if not 0 < cfg.eval.window_stride <= cfg.backbone.image_size:
         raise ConfigError(
             f"eval.window_stride {cfg.eval.window_stride}: must be in 1..backbone.image_size "

@@ -7,6 +7,7 @@ ViT-B/16 and ViT-L/14 runs of the paper profile never overwrite each other):
     results/eval/<profile>/<arch>/<variant>/seed<k>/<benchmark>.json    one evaluation record
     results/flops/<profile>/<arch>/<variant>/<benchmark>.json           one FLOP record
     results/flops/paper-arch/<arch>/<variant>/<benchmark>.json          paper architecture, counted offline
+    models/<profile>/<arch>/clip.pt, clip.json, run/                    CLIP pre-trained here (`pretrain.dir`)
 """
 
 from __future__ import annotations
@@ -27,13 +28,39 @@ def fingerprint(obj) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def data_identity(cfg: ExperimentConfig) -> dict:
+    """The training data's identity (where it lives excluded)."""
+    return {k: v for k, v in to_dict(cfg.data).items() if k in ("source", "train_dataset", "synthetic")}
+
+
+def pretrain_identity(cfg: ExperimentConfig) -> dict:
+    """Everything that changes the pre-trained CLIP weights (`dcpclip.engine.pretrain`)."""
+    backbone = {k: v for k, v in to_dict(cfg.backbone).items() if k in ("arch", "init_seed", "image_size")}
+    pretrain = to_dict(cfg.pretrain)
+    pretrain["train"] = {k: v for k, v in pretrain["train"].items() if k not in ("log_every", "threads")}
+    del pretrain["dir"]
+    return {"backbone": backbone, "text": to_dict(cfg.text), "data": data_identity(cfg), "pretrain": pretrain}
+
+
+def pretrain_run_dir(cfg: ExperimentConfig) -> Path:
+    return Path(cfg.pretrain.dir) / "run"
+
+
+def pretrained_clip_record_path(cfg: ExperimentConfig) -> Path:
+    return Path(cfg.pretrain.dir) / "clip.json"
+
+
 def training_identity(cfg: ExperimentConfig) -> dict:
-    """Everything that changes the trained weights, and nothing else (eval and paths excluded)."""
+    """Everything that changes the trained weights, and nothing else (eval and paths excluded). Weights
+    pre-trained here enter by their pre-training's identity, not by the file's path."""
+    backbone = to_dict(cfg.backbone)
+    if cfg.pretrain.enabled:
+        backbone["pretrained"] = {"pretrained_here": pretrain_identity(cfg)}
     return {
-        "backbone": to_dict(cfg.backbone),
+        "backbone": backbone,
         "text": to_dict(cfg.text),
         "head": to_dict(apply_variant(cfg.head, cfg.variant)),
-        "data": {k: v for k, v in to_dict(cfg.data).items() if k in ("source", "train_dataset", "synthetic")},
+        "data": data_identity(cfg),
         "train": {k: v for k, v in to_dict(cfg.train).items() if k not in ("log_every", "threads")},
         "seed": cfg.seed,
     }

@@ -16,7 +16,7 @@ from dcpclip.config import ExperimentConfig, experiment_config
 from dcpclip.config_schema import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
-GROUPS = ("model", "variant", "data", "train", "eval", "profile")
+GROUPS = ("model", "pretrain", "variant", "data", "train", "eval", "profile")
 
 
 def compose_dict(overrides: list[str] | tuple[str, ...] = ()) -> dict:

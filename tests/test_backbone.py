@@ -72,7 +72,8 @@ def test_local_checkpoint_path_loads_those_weights(tmp_path, tiny_backbone):
     path = tmp_path / "tiny.pt"
     torch.save(tiny_backbone.clip.state_dict(), path)
     loaded = build_backbone(BackboneConfig(pretrained=str(path), init_seed=123))
-    for (name, a), (_, b) in zip(tiny_backbone.clip.state_dict().items(), loaded.clip.state_dict().items()):
+    pairs = zip(tiny_backbone.clip.state_dict().items(), loaded.clip.state_dict().items(), strict=True)
+    for (name, a), (_, b) in pairs:
         assert torch.equal(a, b), name
 
 

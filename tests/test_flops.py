@@ -26,7 +26,7 @@ PINNED = {
 
 @pytest.fixture(scope="module")
 def tiny():
-    cfg = compose_config(["model=tiny"])
+    cfg = compose_config(["model=tiny", "pretrain=none"])
     return cfg.backbone, cfg.head
 
 

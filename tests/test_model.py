@@ -22,7 +22,7 @@ SIZE = 64
 
 @pytest.fixture(scope="module")
 def tiny():
-    cfg = compose_config(["model=tiny"])
+    cfg = compose_config(["model=tiny", "pretrain=none"])
     return cfg.backbone, cfg.head
 
 

@@ -38,6 +38,10 @@ def test_dvc_yaml_mirrors_the_paths_of_the_config(profile):
     outs = rendered_outs(profile)
     assert outs["fetch"] == [cfg.data.raw_root]
     assert outs["prepare"] == [cfg.data.root, cfg.data.extract_root]
+    assert outs["pretrain"] == [str(Path("models") / profile)]
+    weights = cfg.backbone.pretrained if cfg.pretrain.enabled else cfg.pretrain.dir
+    assert Path(weights).is_relative_to(outs["pretrain"][0])
+    assert paths.pretrained_clip_record_path(cfg).is_relative_to(outs["pretrain"][0])
     assert outs["train"] == [str(Path(cfg.runs_dir) / profile)]
     assert outs["evaluate"] == [str(Path(cfg.results_dir) / "eval" / profile)]
     assert str(Path(cfg.results_dir) / "flops" / profile) in outs["flops"]
@@ -68,7 +72,7 @@ def prepared_data(tmp_path_factory):
 
 def quick(root: Path, data: list[str], variants_: list[str]) -> list[str]:
     return [*data, f"runs_dir={root}/runs", f"results_dir={root}/results", f"cache_dir={root}/cache",
-            "train.iterations=2", "train.checkpoint_every=2", f"grid.variants=[{','.join(variants_)}]"]
+            "train.iterations=2", "train.checkpoint_every=2", "pretrain=none", f"grid.variants=[{','.join(variants_)}]"]
 
 
 def test_changing_one_variant_retrains_only_that_variant(prepared_data, monkeypatch):
@@ -143,6 +147,8 @@ def test_dvc_repro_runs_the_offline_profile_end_to_end_and_then_does_nothing(tmp
             assert (record["variant"], record["benchmark"], record["profile"]) == (variant, benchmark, "offline")
             assert 0.0 <= record["metrics"]["mIoU"] <= 100.0
             assert (tmp_path / paths.flops_record_path(run, benchmark)).is_file()
+    pretrained = json.loads((tmp_path / paths.pretrained_clip_record_path(cfg)).read_text())
+    assert pretrained["steps"] == cfg.pretrain.train.iterations and (tmp_path / cfg.backbone.pretrained).is_file()
     report = (tmp_path / "reports" / "README.md").read_text()
     assert all(f"| `{variant}`" in report for variant in cfg.grid.variants)
     second = subprocess.run(["dvc", "repro"], cwd=tmp_path, env=env, capture_output=True, text=True)

@@ -54,7 +54,7 @@ def workspace(tmp_path_factory):
     (prepared / "pas20").mkdir()
     (prepared / "pas20" / "classes.json").write_text(json.dumps(PAS20_NAMES))
     overrides = [f"runs_dir={root / 'runs'}", f"cache_dir={root / 'cache'}", f"data.root={prepared}",
-                 "train.iterations=2", "train.batch_size=2"]
+                 "train.iterations=2", "train.batch_size=2", "pretrain=none"]
     cfg = compose_config(overrides)
     result = train_experiment(cfg, device="cpu", progress=False)
     assert result.step == 2

@@ -373,7 +373,7 @@ def prepared_root(tmp_path_factory) -> Path:
 
 def e2e_overrides(root: Path, runs: Path, iterations: int, checkpoint_every: int) -> list[str]:
     return [f"data.root={root}", f"runs_dir={runs}", f"train.iterations={iterations}", "train.batch_size=2",
-            f"train.checkpoint_every={checkpoint_every}", "train.log_every=1"]
+            f"train.checkpoint_every={checkpoint_every}", "train.log_every=1", "pretrain=none"]
 
 
 def test_train_py_resumes_a_killed_run_to_the_uninterrupted_weights(tmp_path, prepared_root):

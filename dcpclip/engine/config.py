@@ -34,3 +34,17 @@ class EvalConfig:
     window_stride: int = 256  # offset of the 2 x 2 windows in the squashed (window + stride)^2 image
     max_images: int | None = None  # cap per benchmark (None: the whole split)
     flops_images: int = 20  # evaluation images whose GMACs are averaged per (variant, benchmark)
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    """Image-text pre-training of a random-init CLIP on the training set, before segmentation training
+    (`dcpclip.engine.pretrain`): the offline profile's stand-in for CLIP's own pre-training. The paper
+    profile leaves it off and loads OpenAI's weights."""
+
+    enabled: bool = False
+    # <dir>/clip.pt: the pre-trained open_clip state dict (backbone.pretrained must name it);
+    # <dir>/clip.json: what it is; <dir>/run: checkpoints and training curves
+    dir: str = "models"
+    dense_loss_weight: float = 0.0  # 0: image-level targets only, as CLIP learns (see dcpclip.model.recognition)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)

@@ -134,7 +134,10 @@ def build_backbone(cfg: BackboneConfig) -> ClipBackbone:
             clip = open_clip.create_model(cfg.arch, pretrained=None)
     elif os.path.sep in pretrained or Path(pretrained).suffix in {".pt", ".pth", ".bin", ".safetensors"}:
         if not Path(pretrained).is_file():
-            raise FileNotFoundError(f"backbone.pretrained: checkpoint file {pretrained} does not exist")
+            raise FileNotFoundError(
+                f"backbone.pretrained: checkpoint file {pretrained} does not exist (a CLIP pre-trained here, as in "
+                "the offline profile, is made by `python -m experiments.pretrain` with the same overrides)"
+            )
         clip = open_clip.create_model(cfg.arch, pretrained=pretrained)
     else:
         known = open_clip.list_pretrained_tags_by_model(cfg.arch)

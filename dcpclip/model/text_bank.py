@@ -65,7 +65,7 @@ def encode_vocabulary(
         idx = order[start : start + cfg.batch_size]
         cut = int(lengths[idx].max())
         batch = backbone.encode_text(tokens[idx, :cut].to(device))  # [b, D]
-        for i, emb in zip(idx.tolist(), F.normalize(batch, dim=-1)):
+        for i, emb in zip(idx.tolist(), F.normalize(batch, dim=-1), strict=True):
             embeddings[i] = emb
     prompt_embeddings = torch.stack(embeddings)  # [P, D]
     owner_t = torch.tensor(owner, device=device)

@@ -4,11 +4,10 @@ DVC metrics file. The report and the claims read this table, never the record fi
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
-import os
 from collections.abc import Iterable
-
 from pathlib import Path
 
 import pandas as pd

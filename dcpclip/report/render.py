@@ -23,8 +23,9 @@ BANNERS = {
     "offline": (
         "**Offline profile: these numbers are NOT comparable with the paper or with any published result.** "
         "They come from synthetic images and labels (written in the real datasets' formats and run through "
-        "the real preparation code) and a tiny randomly initialised CLIP trained briefly on CPU. They show "
-        "that the whole pipeline runs and produces every number; they say nothing about DCP-CLIP's accuracy."
+        "the real preparation code) and a tiny CLIP pre-trained from random init on the synthetic training "
+        "set, then trained briefly on CPU. They show that the whole pipeline runs, produces every number and "
+        "learns; they say nothing about DCP-CLIP's accuracy."
     ),
     "paper": (
         "**Paper profile:** OpenAI CLIP weights, COCO-Stuff training with CAT-Seg's recipe, and the six real "
