@@ -16,6 +16,7 @@ import sys
 from collections import Counter
 
 import torch
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from dcpclip import paths
@@ -88,9 +89,11 @@ def evaluate_benchmark(model, cfg: ExperimentConfig, spec: DatasetSpec, cache: T
     dataset = evaluation_dataset(cfg.data.root, spec, cfg.eval.short_side, cfg.eval.max_long_side)
     count = len(dataset) if cfg.eval.max_images is None else min(len(dataset), cfg.eval.max_images)
     evaluator = SemSegEvaluator(spec.num_classes, spec.ignore_value, label_names(prompts, spec))
+    # data.num_workers processes decode and resize the next images while the model runs (0: in this process)
+    loader = DataLoader(Subset(dataset, range(count)), batch_size=None, num_workers=cfg.data.num_workers,
+                        pin_memory=device.type == "cuda")
     views = 0
-    for index in tqdm(range(count), desc=f"{cfg.variant} {spec.title}", disable=not progress, leave=False):
-        item = dataset[index]
+    for item in tqdm(loader, total=count, desc=f"{cfg.variant} {spec.title}", disable=not progress, leave=False):
         prediction = predict_labels(model, item.image.to(device), text_bank, settings,
                                     tuple(item.label.shape), spec.prompt_to_label)
         recall = None

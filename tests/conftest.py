@@ -12,3 +12,13 @@ def tiny_backbone():
     from dcpclip.model.backbone import BackboneConfig, build_backbone
 
     return build_backbone(BackboneConfig())
+
+
+@pytest.fixture
+def one_torch_thread():
+    """The test runs on one torch thread (a thread count the trained weights must not depend on, and the
+    one a subprocess under test uses), restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

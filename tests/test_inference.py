@@ -222,3 +222,28 @@ def test_pas20b_recall_counts_background_as_kept_when_any_context_prompt_is():
     target = torch.tensor([[3, 20, 7, 255]])
     assert pruner_recall(kept, target, 255, spec.prompt_to_label) == pytest.approx(2 / 3)
     assert pruner_recall(kept, target, 255) == pytest.approx(1 / 3)  # without the rule only 3 counts
+
+
+@pytest.mark.parametrize("mode, seg_loss", [("sliding", "ce"), ("whole", "ce"), ("sliding", "bce")])
+def test_carrying_only_the_kept_classes_changes_no_label(mode, seg_loss):
+    from dcpclip.model.build import build_model
+    from experiments.compose import compose_config
+
+    cfg = compose_config(["pretrain=none"])
+    torch.manual_seed(0)
+    model = build_model(cfg.backbone, cfg.head, "full").eval()  # keeps 8 classes per view
+    generator = torch.Generator().manual_seed(1)
+    text_bank = torch.nn.functional.normalize(torch.randn(150, model.backbone.embed_dim, generator=generator), dim=-1)
+    settings = InferenceSettings(mode, 64, 32, seg_loss, size_divisor=8)
+    every_class = lambda images, bank: Output(model(images, bank).logits)  # noqa: E731  (reports no pruning)
+    for seed in range(3):
+        image = torch.randn(3, 96, 128, generator=generator.manual_seed(seed))
+        compact, full = infer(model, image, text_bank, settings), infer(every_class, image, text_bank, settings)
+        assert full.classes is None and full.probabilities.shape[0] == 150
+        assert compact.classes.tolist() == compact.kept.nonzero()[:, 0].tolist()
+        assert 8 <= len(compact.classes) <= 8 * compact.views < 150
+        assert torch.allclose(compact.probabilities, full.probabilities[compact.classes], atol=1e-6)
+        assert full.probabilities[~compact.kept].max() < 1e-30  # what is left out could never win
+        labels = predict_labels(model, image, text_bank, settings, (120, 160)).labels
+        assert torch.equal(labels, predict_labels(every_class, image, text_bank, settings, (120, 160)).labels)
+        assert compact.kept[labels].all()

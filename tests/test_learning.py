@@ -13,8 +13,6 @@ Without the pre-training the same run stayed at chance (the random-init CLIP rec
 pruner has nothing to learn from).
 """
 
-import contextlib
-
 import pytest
 import torch
 
@@ -31,15 +29,6 @@ BENCHMARKS = ("pc59", "pas20")
 MARGIN_OVER_CHANCE = 2.5  # measured margins: 3.9x (PC-59) and 6.5x (PAS-20) over the stronger baseline
 RECALL_OVER_RANDOM = 1.5  # measured: 2.8x (PC-59) and 2.1x (PAS-20) the recall of a random choice of K
 
-
-@contextlib.contextmanager
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def chance_miou(cfg, benchmark: str) -> dict[str, float]:
@@ -62,15 +51,14 @@ def chance_miou(cfg, benchmark: str) -> dict[str, float]:
 
 
 @pytest.mark.slow
-def test_the_offline_profile_beats_chance_on_the_synthetic_benchmarks(tmp_path):
+def test_the_offline_profile_beats_chance_on_the_synthetic_benchmarks(tmp_path, one_torch_thread):
     overrides = [f"data.raw_root={tmp_path}/raw", f"data.root={tmp_path}/prepared", f"runs_dir={tmp_path}/runs",
                  f"results_dir={tmp_path}/results", f"cache_dir={tmp_path}/cache", f"pretrain.dir={tmp_path}/models",
                  f"data.benchmarks=[{','.join(BENCHMARKS)}]", f"variant={VARIANT}"]
     assert fetch.main(overrides) == 0 and prepare.main(overrides) == 0
     assert pretrain.main(overrides) == 0
-    with one_thread():
-        assert train.main(overrides) == 0
-        assert evaluate.main(overrides) == 0
+    assert train.main(overrides) == 0
+    assert evaluate.main(overrides) == 0
     cfg = compose_config(overrides)
 
     curves = paths.run_dir(cfg) / "dvclive/plots/metrics/train"

@@ -5,6 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from dcpclip.engine.config import TrainConfig
+from dcpclip.engine.optim import build_optimizer
 from dcpclip.model.build import build_model
 from dcpclip.model.dynamic_text import DynamicText, StaticText
 from dcpclip.model.losses import segmentation_losses
@@ -137,6 +139,26 @@ def test_clip_trainable_choices_replace_each_other(tiny):
             assert in_proj.grad.chunk(3)[1].abs().sum() > 0
         else:
             assert len(groups["clip"]) == 12 and (in_proj.grad.chunk(3)[1] == 0).all()
+
+
+def test_adamw_steps_with_weight_decay_leave_the_key_rows_bit_identical(tiny):
+    model = make(tiny, "full").train()
+    set_trainable(model, tiny[1])
+    cfg = TrainConfig(lr=1e-2, weight_decay=0.5, clip_lr_multiplier=1.0)  # decay large enough to show
+    optimizer = build_optimizer(model, model.backbone, cfg)
+    in_proj = model.backbone.clip.visual.transformer.resblocks[0].attn.in_proj_weight
+    before = in_proj.detach().clone()
+    targets = torch.randint(0, 20, (2, SIZE, SIZE), generator=torch.Generator().manual_seed(1))
+    for _ in range(3):
+        optimizer.zero_grad(set_to_none=True)
+        segmentation_losses(model(random_images(), random_bank(20), targets), targets, tiny[1])["total"].backward()
+        optimizer.step()
+    (q0, k0, v0), (q1, k1, v1) = before.chunk(3), in_proj.detach().chunk(3)
+    assert torch.equal(k0, k1) and not torch.equal(q0, q1) and not torch.equal(v0, v1)
+    unheld = torch.optim.AdamW([torch.nn.Parameter(k0.clone())], lr=1e-2, weight_decay=0.5)  # without the hold:
+    unheld.param_groups[0]["params"][0].grad = torch.zeros_like(k0)
+    unheld.step()
+    assert not torch.equal(unheld.param_groups[0]["params"][0], k0)  # decay alone would have moved them
 
 
 @torch.no_grad()

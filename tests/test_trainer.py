@@ -7,7 +7,6 @@ prepared COCO-Stuff-format training set written by a fixture."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -161,16 +160,6 @@ def killable_child(run_dir: str, stall_after_steps: int, marker: str) -> None:
     train_double(run_dir, cfg, dataset=dataset, sink=DVCLiveSink(Path(run_dir) / "dvclive"))
 
 
-@contextlib.contextmanager
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def final_weights(run_dir) -> dict[str, torch.Tensor]:
     return load_checkpoint(run_dir)["model"]
 
@@ -256,7 +245,7 @@ def test_text_bank_is_recomputed_with_grad_only_when_the_text_tower_trains(tmp_p
 
 
 # ---- checkpoints and resume ---------------------------------------------------------------------------
-def test_resume_after_a_kill_mid_step_restores_weights_rng_and_curves(tmp_path):
+def test_resume_after_a_kill_mid_step_restores_weights_rng_and_curves(tmp_path, one_torch_thread):
     cfg = small_config(iterations=12)
     killed, marker = tmp_path / "killed", tmp_path / "stalled"
     child_code = (
@@ -277,10 +266,9 @@ def test_resume_after_a_kill_mid_step_restores_weights_rng_and_curves(tmp_path):
     child.stderr.close()
     assert run_status(killed, fingerprint(identity_of(cfg, 0))) == "resumable"
     assert checkpoint_identity(killed)[2] == 4
-    with one_thread():
-        _, resumed = train_double(killed, cfg, sink=DVCLiveSink(killed / "dvclive"))
-        straight_dir = tmp_path / "straight"
-        _, straight = train_double(straight_dir, cfg, sink=DVCLiveSink(straight_dir / "dvclive"))
+    _, resumed = train_double(killed, cfg, sink=DVCLiveSink(killed / "dvclive"))
+    straight_dir = tmp_path / "straight"
+    _, straight = train_double(straight_dir, cfg, sink=DVCLiveSink(straight_dir / "dvclive"))
     assert (resumed.status, resumed.start_step, resumed.step) == ("resumed", 4, 12)
     assert straight.status == "trained"
     a, b = final_weights(killed), final_weights(straight_dir)
@@ -376,7 +364,7 @@ def e2e_overrides(root: Path, runs: Path, iterations: int, checkpoint_every: int
             f"train.checkpoint_every={checkpoint_every}", "train.log_every=1", "pretrain=none"]
 
 
-def test_train_py_resumes_a_killed_run_to_the_uninterrupted_weights(tmp_path, prepared_root):
+def test_train_py_resumes_a_killed_run_to_the_uninterrupted_weights(tmp_path, prepared_root, one_torch_thread):
     iterations = 16
     killed = e2e_overrides(prepared_root, tmp_path / "killed", iterations, checkpoint_every=4)
     straight = e2e_overrides(prepared_root, tmp_path / "straight", iterations, checkpoint_every=4)
@@ -396,9 +384,8 @@ def test_train_py_resumes_a_killed_run_to_the_uninterrupted_weights(tmp_path, pr
     killed_at = checkpoint_identity(killed_dir)[2]
     assert 4 <= killed_at < iterations
 
-    with one_thread():
-        assert main(killed) == 0
-        assert main(straight) == 0
+    assert main(killed) == 0
+    assert main(straight) == 0
     a, b = final_weights(killed_dir), final_weights(straight_dir)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert any("in_proj_weight" in k for k in a)  # CLIP's q/v projections are part of the trained state
@@ -408,11 +395,10 @@ def test_train_py_resumes_a_killed_run_to_the_uninterrupted_weights(tmp_path, pr
     assert main(killed) == 0  # a finished run is skipped
 
 
-def test_train_py_refuses_a_run_folder_of_another_config(tmp_path, prepared_root, capsys):
+def test_train_py_refuses_a_run_folder_of_another_config(tmp_path, prepared_root, capsys, one_torch_thread):
     overrides = e2e_overrides(prepared_root, tmp_path / "runs", iterations=2, checkpoint_every=2)
-    with one_thread():
-        assert main(overrides) == 0
-        assert main([*overrides, "train.lr=5e-4"]) == 1
+    assert main(overrides) == 0
+    assert main([*overrides, "train.lr=5e-4"]) == 1
     err = capsys.readouterr().err
     before, after = training_fingerprint(compose_config(overrides)), training_fingerprint(
         compose_config([*overrides, "train.lr=5e-4"]))
@@ -422,8 +408,7 @@ def test_train_py_refuses_a_run_folder_of_another_config(tmp_path, prepared_root
 
 def test_the_tiny_model_learns_on_the_prepared_set(tmp_path, prepared_root):
     overrides = e2e_overrides(prepared_root, tmp_path / "runs", iterations=60, checkpoint_every=60)
-    with one_thread():
-        assert main(overrides) == 0
+    assert main(overrides) == 0
     curve = run_dir(compose_config(overrides)) / "dvclive/plots/metrics/train/seg.tsv"
     losses = [float(line.split("\t")[1]) for line in curve.read_text().splitlines()[1:]]
     assert len(losses) == 60

@@ -24,6 +24,11 @@ The model contract: `model(images [B, 3, h, w], text_bank [C, D])` returns an ob
 (`dcpclip.model.output.SegmenterOutput`). The pruner's recall on an image (DCP-CLIP: the share of its
 ground-truth classes that are kept) is measured on the union of the views' kept sets: a class kept by any
 view can still win the merged argmax somewhere, so that union is what bounds the achievable mIoU.
+
+Only the classes of that union are carried past the model (probabilities, merge, resizes, argmax): a class
+no view kept has the pruned logit (-100) in every view, probability ~1e-44, and can never win the argmax.
+This changes no label (tested against carrying all C) and, with C = 847 at the protocol's geometry, turns
+gigabytes of per-image probabilities into tens of megabytes.
 """
 
 from __future__ import annotations
@@ -69,9 +74,10 @@ class InferenceSettings:
 
 @dataclasses.dataclass
 class Inference:
-    probabilities: torch.Tensor  # [C, h, w] merged per-class probabilities (before the final resize)
+    probabilities: torch.Tensor  # [C', h, w] merged probabilities of `classes` (before the final resize)
     views: int  # forward passes of the image tower (for FLOP accounting)
     kept: torch.Tensor | None  # [C] bool, kept by the pruner in at least one view (None: model reports none)
+    classes: torch.Tensor | None = None  # [C'] ascending vocabulary indices of the rows (None: all C)
 
 
 @dataclasses.dataclass
@@ -97,7 +103,8 @@ def class_probabilities(logits: torch.Tensor, seg_loss: str) -> torch.Tensor:
 def infer(
     model: Model, image: torch.Tensor, text_bank: torch.Tensor, settings: InferenceSettings
 ) -> Inference:
-    """image [3, h, w] (CLIP-normalised); text_bank [C, D] -> merged probabilities [C, h*, w*]."""
+    """image [3, h, w] (CLIP-normalised); text_bank [C, D] -> merged probabilities [C', h*, w*] of the
+    classes carried past the model (`Inference.classes`)."""
     if image.dim() != 3 or image.shape[0] != 3:
         raise ValueError(f"expected one image [3, h, w], got {tuple(image.shape)}")
     # pruned classes' probabilities (logit -100 -> ~1e-44) are denormal floats, which x86 CPUs process
@@ -121,6 +128,8 @@ def predict_labels(
     image size). `prompt_to_label` maps prompt indices to label indices (`DatasetSpec.prompt_to_label`)."""
     result = infer(model, image, text_bank, settings)
     labels = resized_argmax(result.probabilities, output_size)
+    if result.classes is not None:
+        labels = result.classes[labels]  # rows -> vocabulary indices
     if prompt_to_label is not None:
         labels = prompt_to_label(labels)
     return Prediction(labels, result.views, result.kept)
@@ -165,8 +174,9 @@ def resized_argmax(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def _run(
     model: Model, views: torch.Tensor, text_bank: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """views [V, 3, s, s'] -> (logits resized to the views' size [V, C, s, s'], [C] bool kept by any view)."""
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """views [V, 3, s, s'] -> (logits resized to the views' size [V, C', s, s'] of the classes carried on,
+    those classes [C'] (None: all C), [C] bool kept by any view (None: the model reports no pruning))."""
     output = model(views, text_bank)
     logits = output.logits
     expected = (views.shape[0], text_bank.shape[0])
@@ -175,15 +185,16 @@ def _run(
             f"model logits {tuple(logits.shape)}: expected [{expected[0]}, {expected[1]}, h, w] for "
             f"{expected[0]} views and a text bank of {expected[1]} classes"
         )
+    kept_indices = getattr(output, "kept", None)  # [V, K]
+    kept = classes = None
+    if kept_indices is not None:
+        kept = torch.zeros(expected[1], dtype=torch.bool, device=logits.device)
+        kept[kept_indices.reshape(-1)] = True
+        classes = kept.nonzero()[:, 0]  # [C'] ascending
+        logits = logits[:, classes]  # [V, C', h', w']
     if tuple(logits.shape[-2:]) != tuple(views.shape[-2:]):
         logits = F.interpolate(logits.float(), size=views.shape[-2:], mode="bilinear", align_corners=False)
-    logits = logits.float()
-    kept_indices = getattr(output, "kept", None)  # [V, K]
-    if kept_indices is None:
-        return logits, None
-    kept = torch.zeros(expected[1], dtype=torch.bool, device=logits.device)
-    kept[kept_indices.reshape(-1)] = True
-    return logits, kept
+    return logits.float(), classes, kept
 
 
 def model_views(image: torch.Tensor, settings: InferenceSettings) -> torch.Tensor:
@@ -210,9 +221,9 @@ def _offsets(stride: int) -> list[tuple[int, int]]:
 def _whole_image(model: Model, image: torch.Tensor, text_bank: torch.Tensor, settings: InferenceSettings):
     _, height, width = image.shape
     padded = model_views(image, settings)  # [1, 3, h+, w+]
-    logits, kept = _run(model, padded, text_bank)  # [1, C, h+, w+]
-    probabilities = class_probabilities(logits[:, :, :height, :width], settings.seg_loss)[0]  # [C, h, w]
-    return Inference(probabilities, 1, kept)
+    logits, classes, kept = _run(model, padded, text_bank)  # [1, C', h+, w+]
+    probabilities = class_probabilities(logits[:, :, :height, :width], settings.seg_loss)[0]  # [C', h, w]
+    return Inference(probabilities, 1, kept, classes)
 
 
 def _sliding_window(model: Model, image: torch.Tensor, text_bank: torch.Tensor, settings: InferenceSettings):
@@ -220,17 +231,17 @@ def _sliding_window(model: Model, image: torch.Tensor, text_bank: torch.Tensor, 
     side = window + stride
     offsets = _offsets(stride)
     views = model_views(image, settings)  # [5, 3, window, window]
-    logits, kept = _run(model, views, text_bank)  # [5, C, window, window]
+    logits, classes, kept = _run(model, views, text_bank)  # [5, C', window, window]
     probabilities = class_probabilities(logits, settings.seg_loss)
-    del logits  # with 847 classes at 384 x 384 these are 2.5 GB
+    del logits  # without pruning, 847 classes at 384 x 384 are 2.5 GB
 
-    summed = probabilities.new_zeros(probabilities.shape[1], side, side)  # [C, S, S]
+    summed = probabilities.new_zeros(probabilities.shape[1], side, side)  # [C', S, S]
     covered = probabilities.new_zeros(1, side, side)  # windows covering each pixel: 1, 2 or 4
     for (top, left), window_probabilities in zip(offsets, probabilities[:-1], strict=True):
         summed[:, top : top + window, left : left + window] += window_probabilities
         covered[:, top : top + window, left : left + window] += 1
     global_probabilities = F.interpolate(
         probabilities[-1:], size=(side, side), mode="bilinear", align_corners=False
-    )[0]  # [C, S, S]
-    merged = summed.div_(covered).add_(global_probabilities).div_(2)  # in place: [C, S, S] is large
-    return Inference(merged, len(views), kept)
+    )[0]  # [C', S, S]
+    merged = summed.div_(covered).add_(global_probabilities).div_(2)  # in place: [C', S, S] can be large
+    return Inference(merged, len(views), kept, classes)

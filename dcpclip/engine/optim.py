@@ -5,6 +5,7 @@ parameter runs at `lr * clip_lr_multiplier`; parameters of normalisation layers 
 `weight_decay_norm` (0 in the recipe) instead of `weight_decay`; the learning rate follows
 lr * (1 + cos(pi * step / iterations)) / 2, reaching 0 at the last step. Gradient clipping by the total
 norm of all trainable parameters is applied by the training loop (`trainer.py`), before each step.
+The frozen key rows of packed q/k/v projections are held fixed through each step (`hold_key_rows`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from dcpclip.engine.config import TrainConfig
+from dcpclip.model.trainable import has_key_mask, key_rows
 
 NORM_MODULES = (
     nn.LayerNorm,
@@ -63,7 +65,32 @@ def parameter_groups(model: nn.Module, clip: nn.Module, cfg: TrainConfig) -> lis
 
 
 def build_optimizer(model: nn.Module, clip: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    return torch.optim.AdamW(parameter_groups(model, clip, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(parameter_groups(model, clip, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    hold_key_rows(optimizer)
+    return optimizer
+
+
+def hold_key_rows(optimizer: torch.optim.Optimizer) -> None:
+    """Keep the masked key rows of packed q/k/v projections (`dcpclip.model.trainable`) exactly where they
+    are: their gradient is zero, but AdamW's decoupled weight decay shrinks every element it is given.
+    Each step saves those rows first and writes them back after."""
+    held = [p for group in optimizer.param_groups if group["weight_decay"] > 0 for p in group["params"]
+            if has_key_mask(p)]
+    if not held:
+        return
+    saved: list[torch.Tensor] = []
+
+    def save(*_) -> None:
+        saved[:] = [p.detach()[key_rows(p)].clone() for p in held]
+
+    def restore(*_) -> None:
+        with torch.no_grad():
+            for param, rows in zip(held, saved, strict=True):
+                param[key_rows(param)] = rows
+        saved.clear()
+
+    optimizer.register_step_pre_hook(save)
+    optimizer.register_step_post_hook(restore)
 
 
 def cosine_factor(step: int, iterations: int) -> float:

@@ -6,9 +6,8 @@ open_clip packs the q, k and v projections into one `in_proj_weight` [3E, E] (an
 both in `nn.MultiheadAttention` and in its own `Attention`. Rather than patch or re-parametrise open_clip's
 modules (which would change their state-dict keys), the packed tensors are marked trainable and a gradient
 hook zeroes the key rows [E:2E]: Adam then leaves those rows unchanged (zero moments give a zero step).
-One caveat: AdamW's decoupled weight decay still shrinks them by lr * weight_decay per step (2e-10 with
-CAT-Seg's CLIP learning rate 2e-6 and decay 1e-4: a relative change of 2e-5 over 80k iterations); use
-weight decay 0 for the CLIP group where exactness matters.
+AdamW's decoupled weight decay would still shrink them (by lr * weight_decay per step), so the optimiser
+puts them back after each step (`dcpclip.engine.optim.hold_key_rows`): they stay bit-identical.
 """
 
 from __future__ import annotations
@@ -40,11 +39,16 @@ def packed_projections(module: nn.Module) -> list[nn.Parameter]:
     return found
 
 
+def key_rows(tensor: torch.Tensor) -> slice:
+    """The key rows [E:2E] of a packed [3E, ...] q/k/v projection (or of its gradient)."""
+    embed = tensor.shape[0] // 3
+    return slice(embed, 2 * embed)
+
+
 def _zero_key_rows(grad: torch.Tensor) -> torch.Tensor:
     """grad of a packed [3E, ...] projection -> same with the key rows [E:2E] zeroed."""
-    embed = grad.shape[0] // 3
     grad = grad.clone()
-    grad[embed : 2 * embed] = 0
+    grad[key_rows(grad)] = 0
     return grad
 
 
