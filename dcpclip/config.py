@@ -69,6 +69,8 @@ def experiment_config(data: dict[str, Any]) -> ExperimentConfig:
         raise ConfigError(f"data.benchmarks: unknown benchmark {unknown[0]!r} (allowed: {', '.join(BENCHMARKS)})")
     if cfg.head.top_k < 1:
         raise ConfigError(f"head.top_k: must be >= 1, got {cfg.head.top_k}")
+    if not 0 < cfg.head.presence_prior < 1:
+        raise ConfigError(f"head.presence_prior: must be a probability in (0, 1), got {cfg.head.presence_prior}")
     if cfg.train.crop_size != cfg.backbone.image_size:
         raise ConfigError(
             f"train.crop_size {cfg.train.crop_size} != backbone.image_size {cfg.backbone.image_size}: "

@@ -48,8 +48,8 @@ MATMUL_OPERATORS = frozenset(
 # operations per element (elementwise maths, reductions, selection) or only moving data
 CHEAP_OPERATORS = frozenset(
     """aten::add aten::amax aten::argmax aten::clamp_min aten::div aten::embedding aten::exp aten::expand_as
-    aten::gelu aten::linalg_vector_norm aten::mul aten::numpy_T aten::scatter aten::scatter_ aten::softmax aten::sort
-    aten::sum aten::topk aten::unflatten aten::upsample_bicubic2d""".split()
+    aten::gelu aten::linalg_vector_norm aten::mean aten::mul aten::numpy_T aten::scatter aten::scatter_
+    aten::softmax aten::sort aten::sub aten::sum aten::topk aten::unflatten aten::upsample_bicubic2d""".split()
 )
 
 

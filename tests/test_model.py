@@ -229,6 +229,22 @@ def test_keeping_every_class_equals_no_prune(tiny, top_k):
 
 
 @torch.no_grad()
+def test_presence_starts_at_the_prior_and_centring_keeps_the_ranking(tiny):
+    model = make(tiny, "full", presence_prior=0.05).eval()
+    images, bank = random_images(), random_bank(171)
+    features = model.backbone.encode_image(images)
+    scores = model.pruner.presence_logits(features, bank)  # [B, C]
+    image = F.normalize(features.global_embedding, dim=-1) @ bank.T  # [B, C] raw cues
+    dense = torch.einsum("cd,bdn->bcn", bank, F.normalize(features.dense.flatten(2), dim=1)).amax(dim=-1)
+    raw = image + dense  # both cues weigh the same at init
+    # a class of the image's average similarity starts at the prior; the rest shift by scale x distance
+    expected = torch.logit(torch.tensor(0.05)) + tiny[1].presence_scale_init * (raw - raw.mean(dim=1, keepdim=True))
+    assert torch.allclose(scores, expected, atol=1e-4)
+    assert torch.equal(scores.topk(8).indices, raw.topk(8).indices)  # the choice is the raw cues' choice
+    with pytest.raises(ValueError, match="presence_prior must be in"):
+        make(tiny, "full", presence_prior=1.0)
+
+
 def test_training_forces_every_ground_truth_class_in(tiny):
     model = make(tiny, "full").eval()
     images, bank = random_images(), random_bank(171)

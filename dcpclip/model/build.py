@@ -27,7 +27,7 @@ def build_head(backbone: ClipBackbone, head: HeadConfig) -> nn.Module:
             f"{list(head.decoder_dims)}: need one intermediate block per decoder stage"
         )
     dim, inner, heads = backbone.embed_dim, head.hidden_dim, head.num_heads
-    pruner = CategoryPruner(head.top_k, head.presence_scale_init) if head.prune else KeepAll()
+    pruner = CategoryPruner(head.top_k, head.presence_scale_init, head.presence_prior) if head.prune else KeepAll()
     text = DynamicText(dim, inner, heads, head.dynamic_text_layers) if head.dynamic_text else StaticText()
     rescorer = MaskPooledRescorer(dim, inner) if head.dual else NoRescoring()
     return DcpClipSegmenter(

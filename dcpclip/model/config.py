@@ -15,6 +15,9 @@ class HeadConfig:
     # classes, which are always kept
     top_k: int = 32
     presence_scale_init: float = 10.0  # initial weight of both similarity cues in the presence calibration
+    # initial presence probability of a class of average similarity (the calibration's bias starts at its
+    # logit); about the share of the 171 COCO-Stuff classes an image holds
+    presence_prior: float = 0.03
     # step 3: dynamic textual features (class embeddings attend to the image)
     dynamic_text: bool = True
     dynamic_text_layers: int = 1
