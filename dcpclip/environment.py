@@ -12,15 +12,19 @@ import torch
 PACKAGES = ("torch", "torchvision", "open_clip_torch", "fvcore", "numpy", "dcpclip")
 
 
+GENERATED_PATHS = ("dvc.lock", "results", "reports")
+
+
 def git_commit(cwd: str | Path = ".") -> str | None:
     """HEAD of the working tree (with "+dirty" when it has uncommitted changes), or None outside git."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                               check=True).stdout.strip()
-        # dvc.lock changes under a running `dvc repro` by design: it says nothing about the code
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
-                                ":(top,exclude)dvc.lock"], cwd=cwd, capture_output=True, text=True,
-                               check=True).stdout.strip()
+        # what a running `dvc repro` rewrites by design says nothing about the code: dvc.lock and the
+        # committed pipeline outputs (results/, reports/)
+        generated = [f":(top,exclude){path}" for path in GENERATED_PATHS]
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)", *generated],
+                               cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return head + ("+dirty" if dirty else "")
