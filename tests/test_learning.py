@@ -5,10 +5,11 @@ judged by the evaluator the tables use, against a constant and a uniformly rando
 the same images; its pruner keeps the ground-truth classes far more often than a random choice of K
 would; and its training losses fell.
 
-Measured on this machine (seed 0, offline defaults, 8 images per benchmark): full mIoU PC-59 4.85 /
-PAS-20 17.6; uniformly random predictor 1.25 / 2.72; best constant predictor 0.76 / 0.77; pruner recall
-0.39 / 0.84 against 8/59 = 0.14 / 8/20 = 0.40 for a random choice; segmentation loss (over the kept
-classes) 1.72 -> 0.72 and presence BCE 1.31 -> 0.12 (means of the first and last three logged windows).
+Measured on this machine (seed 0, offline defaults, 8 images per benchmark): full mIoU PC-59 11.18 /
+PAS-20 18.17; uniformly random predictor 1.25 / 2.72; best constant predictor 0.76 / 0.77; pruner recall
+0.58 / 0.90 against 8/59 = 0.14 / 8/20 = 0.40 for a random choice; segmentation loss (over the kept
+classes) 1.72 -> 0.90 and presence BCE 0.157 -> 0.125 (means of the first and last three logged windows;
+the BCE starts low because the calibration starts at the prior presence rate).
 Without the pre-training the same run stayed at chance (the random-init CLIP recognises nothing, so the
 pruner has nothing to learn from).
 """
@@ -26,8 +27,8 @@ from experiments.compose import compose_config
 
 VARIANT = "full"
 BENCHMARKS = ("pc59", "pas20")
-MARGIN_OVER_CHANCE = 2.5  # measured margins: 3.9x (PC-59) and 6.5x (PAS-20) over the stronger baseline
-RECALL_OVER_RANDOM = 1.5  # measured: 2.8x (PC-59) and 2.1x (PAS-20) the recall of a random choice of K
+MARGIN_OVER_CHANCE = 3.0  # measured margins: 8.9x (PC-59) and 6.7x (PAS-20) over the stronger baseline
+RECALL_OVER_RANDOM = 1.8  # measured: 4.2x (PC-59) and 2.3x (PAS-20) the recall of a random choice of K
 
 
 
@@ -62,7 +63,7 @@ def test_the_offline_profile_beats_chance_on_the_synthetic_benchmarks(tmp_path, 
     cfg = compose_config(overrides)
 
     curves = paths.run_dir(cfg) / "dvclive/plots/metrics/train"
-    for term, ratio in (("seg", 0.6), ("prune", 0.2)):  # measured 0.42 and 0.09
+    for term, ratio in (("seg", 0.7), ("prune", 0.9)):  # measured last/first 0.52 and 0.80
         losses = [float(line.split("\t")[1]) for line in (curves / f"{term}.tsv").read_text().splitlines()[1:]]
         assert len(losses) == cfg.train.iterations // cfg.train.log_every
         first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
