@@ -33,7 +33,7 @@ from dcpclip.model.trainable import set_trainable
 from dcpclip.model.variants import apply_variant, resolve_variant
 from dcpclip.records import EvalRecord, RecordError, SegmentationMetrics, load_record, write_record
 from dcpclip.records import InferenceSettings as RecordedInference
-from experiments.cli import add_override_arguments, overrides_from_args
+from experiments.cli import add_override_arguments, failed, overrides_from_args
 from experiments.compose import compose_config
 
 
@@ -155,8 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = compose_config(overrides)
         outcome = evaluate(cfg, command, progress=sys.stderr.isatty())
     except Exception as err:
-        print(f"error: {type(err).__name__}: {err}\nrerun with: {command}", file=sys.stderr)
-        return 1
+        return failed(err, command, explained=(Exception,))
     for key, value in outcome.items():
         shown = value if isinstance(value, str) else f"mIoU {value:.2f}%"
         print(f"evaluate {cfg.variant} seed{cfg.seed} {SPECS[key].title}: {shown}", flush=True)

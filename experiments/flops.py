@@ -34,7 +34,7 @@ from dcpclip.model.build import build_model
 from dcpclip.model.trainable import set_trainable
 from dcpclip.model.variants import apply_variant
 from dcpclip.records import FlopsRecord, RecordError, load_record, write_record
-from experiments.cli import add_override_arguments, overrides_from_args
+from experiments.cli import add_override_arguments, failed, overrides_from_args
 from experiments.compose import compose_config
 
 PAPER_ARCH_PROFILE = "paper-arch"
@@ -160,8 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = compose_config(overrides)
         outcome = count(cfg, args.paper_arch, command)
     except Exception as err:
-        print(f"error: {type(err).__name__}: {err}\nrerun with: {command}", file=sys.stderr)
-        return 1
+        return failed(err, command, explained=(Exception,))
     for arch, counts in outcome.items():
         shown = ", ".join(f"{SPECS[k].title} {v}" for k, v in counts.items())
         print(f"flops {cfg.variant} {arch} (GMACs/image): {shown}", flush=True)

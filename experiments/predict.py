@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import traceback
 from pathlib import Path
 
 from dcpclip.config_schema import ConfigError
 from dcpclip.data.errors import DataError
 from dcpclip.model.backbone import PretrainedWeightsUnavailable
 from dcpclip.predict import PredictInputError, collect_images, load_predictor, predict_images, read_vocabulary
+from experiments.cli import failed
 from experiments.compose import compose_config
 
 BAD_INPUT = 2
@@ -81,10 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return BAD_INPUT
     except Exception as err:  # unexpected: the traceback, the message and the command to rerun
-        if not isinstance(err, PretrainedWeightsUnavailable):
-            traceback.print_exc()
-        print(f"error: {type(err).__name__}: {err}\nrerun with: {rerun}", file=sys.stderr)
-        return 1
+        return failed(err, rerun, (PretrainedWeightsUnavailable,))
     return 0
 
 

@@ -14,13 +14,12 @@ import argparse
 import json
 import shlex
 import sys
-import traceback
 
 from dcpclip import paths
 from dcpclip.atomic import write_text
 from dcpclip.config import ExperimentConfig
 from dcpclip.engine.pretrain import RECORD_KIND, pretrain_clip, pretrain_status
-from experiments.cli import add_override_arguments, overrides_from_args
+from experiments.cli import add_override_arguments, failed, overrides_from_args
 from experiments.compose import compose_config
 from experiments.train import EXPLAINED_ERRORS, DVCLiveSink
 
@@ -52,11 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = compose_config(overrides_from_args(args))
         print(provide(cfg, progress=sys.stderr.isatty()), flush=True)
-    except Exception as err:  # every failure ends with the message and the command to rerun
-        if not isinstance(err, EXPLAINED_ERRORS):
-            traceback.print_exc()
-        print(f"error: {type(err).__name__}: {err}\nrerun with: {rerun}", file=sys.stderr)
-        return 1
+    except Exception as err:
+        return failed(err, rerun, EXPLAINED_ERRORS)
     return 0
 
 

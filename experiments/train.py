@@ -15,7 +15,6 @@ import io
 import os
 import shlex
 import sys
-import traceback
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from dcpclip.engine.trainer import train_experiment
 from dcpclip.model.backbone import PretrainedWeightsUnavailable
 from dcpclip.model.variants import resolve_variant
 from dcpclip.paths import run_dir, training_fingerprint
+from experiments.cli import failed
 from experiments.compose import compose_config
 
 EXPLAINED_ERRORS = (ConfigError, DataError, RunMismatchError, PretrainedWeightsUnavailable, FileNotFoundError)
@@ -113,11 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = compose_config(args.overrides)
         print(describe_start(cfg), flush=True)
         outcome = train(cfg, progress=sys.stderr.isatty())
-    except Exception as err:  # every failure ends with the message and the command to rerun
-        if not isinstance(err, EXPLAINED_ERRORS):
-            traceback.print_exc()
-        print(f"error: {type(err).__name__}: {err}\nrerun with: {rerun}", file=sys.stderr)
-        return 1
+    except Exception as err:
+        return failed(err, rerun, EXPLAINED_ERRORS)
     if outcome["status"] in ("trained", "resumed"):
         print(f"trained {outcome['run_dir']}: {outcome['step']} steps ({outcome['status']}), "
               f"{outcome['steps_per_second']:.2f} steps/s", flush=True)
