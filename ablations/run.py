@@ -49,8 +49,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="offline: tiny CLIP on synthetic data, CPU (default); paper: ViT-B/16, real data")
     parser.add_argument("--benchmarks", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS),
                         help="benchmarks to evaluate (default: all six)")
-    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. head.top_k=16")
-    return parser.parse_args(argv)
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. head.top_k=16 (anywhere)")
+    # an override (key=value) may follow --seeds or --benchmarks, whose lists would otherwise swallow it
+    argv = sys.argv[1:] if argv is None else argv
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    args = parser.parse_args([a for a in argv if a not in overrides])
+    args.overrides = [*overrides, *args.overrides]
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
