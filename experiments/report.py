@@ -1,9 +1,12 @@
-"""Stage `report`: the records under results/ (and the DVCLive training curves under runs/) ->
-reports/README.md and reports/figures/*.png for one profile. Reads nothing else."""
+"""Stage `report`: the records under results/ (and the DVCLive training curves under runs/, the CLIP weights'
+records models/<profile>/<arch>/clip.json) -> reports/README.md and reports/figures/*.png for one profile.
+Reads nothing else."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from dcpclip.records import EVAL_PROFILES, load_records
 from dcpclip.report.curves import load_training_curves
@@ -15,12 +18,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=EVAL_PROFILES, default="offline")
     parser.add_argument("--results", default="results", help="folder holding eval/ and flops/ records")
     parser.add_argument("--runs", default="runs", help="run folders with DVCLive curves (may be absent)")
+    parser.add_argument("--models", default="models", help="the pretrain stage's output (may be absent)")
     parser.add_argument("--out", default="reports")
     parser.add_argument("--worst-classes", type=int, default=ReportSettings.worst_classes)
     args = parser.parse_args(argv)
     settings = ReportSettings(profile=args.profile, worst_classes=args.worst_classes)
     curves = load_training_curves(args.runs, args.profile)
-    report = render_report(load_records(args.results), curves, settings)
+    weights = [json.loads(p.read_text()) for p in sorted(Path(args.models, args.profile).glob("*/clip.json"))]
+    report = render_report(load_records(args.results), curves, settings, weights)
     path = write_report(report, args.out)
     print(f"report: {args.profile} profile -> {path} and {len(report.figures)} figures")
     return 0

@@ -351,9 +351,16 @@ def test_stages_run_from_the_records_on_disk(tmp_path, capsys):
     write_curves(tmp_path / "runs")
     assert aggregate_stage.main(["--results", str(results), "--summary", str(results / "summary.csv"),
                                  "--metrics", str(results / "metrics.json")]) == 0
-    args = ["--results", str(results), "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "reports")]
+    weights = tmp_path / "models" / "offline" / "dcpclip-tiny" / "clip.json"  # the pretrain stage's record
+    weights.parent.mkdir(parents=True)
+    weights.write_text(json.dumps({"kind": "pretrained-clip", "arch": "dcpclip-tiny", "pretrained_here": True,
+                                   "steps": 600, "sha256": "ab" * 32}))
+    args = ["--results", str(results), "--runs", str(tmp_path / "runs"), "--models", str(tmp_path / "models"),
+            "--out", str(tmp_path / "reports")]
     assert report_stage.main(args) == 0
     first = (tmp_path / "reports" / "README.md").read_bytes()
+    assert ("CLIP weights: `dcpclip-tiny` pre-trained here from random init on the training set (600 steps; "
+            f"clip.pt sha256 `{'ab' * 8}`).") in first.decode()
     assert report_stage.main(args) == 0
     assert (tmp_path / "reports" / "README.md").read_bytes() == first
     assert len(list((tmp_path / "reports" / "figures").glob("*.png"))) == 4
@@ -365,4 +372,13 @@ def test_report_stage_names_a_malformed_record(tmp_path):
     bad.parent.mkdir(parents=True)
     bad.write_text(json.dumps({"kind": "eval", "schema_version": 1}))
     with pytest.raises(RecordError, match=str(bad)):
-        report_stage.main(["--results", str(tmp_path / "results"), "--out", str(tmp_path / "reports")])
+        report_stage.main(["--results", str(tmp_path / "results"), "--models", str(tmp_path / "models"),
+                           "--out", str(tmp_path / "reports")])
+
+
+def test_clip_weights_line_names_downloaded_and_pretrained_here_weights():
+    from dcpclip.report.render import clip_weights_line
+
+    downloaded = {"kind": "pretrained-clip", "arch": "ViT-B-16", "pretrained": "openai", "pretrained_here": False}
+    assert clip_weights_line([downloaded]) == "CLIP weights: `ViT-B-16` with open_clip weights `openai`."
+    assert clip_weights_line([]) == "CLIP weights: — (no clip.json)."

@@ -54,7 +54,9 @@ def exported_record(cfg: ExperimentConfig) -> dict | None:
     except (FileNotFoundError, ValueError):
         return None
     fingerprint = paths.fingerprint(paths.pretrain_identity(cfg))
-    if record.get("fingerprint") != fingerprint or not weights.is_file() or sha256_of(weights) != record.get("sha256"):
+    if record.get("fingerprint") != fingerprint or not record.get("pretrained_here"):  # another config or format
+        return None
+    if not weights.is_file() or sha256_of(weights) != record.get("sha256"):
         return None
     return record
 
@@ -125,6 +127,7 @@ def export(cfg: ExperimentConfig, model: ClipRecognition) -> None:
     record = {
         "kind": RECORD_KIND,
         "arch": cfg.backbone.arch,
+        "pretrained_here": True,
         "file": weights.name,
         "sha256": sha256_of(weights),
         "fingerprint": paths.fingerprint(paths.pretrain_identity(cfg)),

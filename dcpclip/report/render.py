@@ -67,6 +67,7 @@ class _Inputs:
     arch: str | None  # backbone of the evaluation records
     flops_arch: str | None  # backbone of the profile's own FLOP records
     paper_archs: list[str]  # paper architectures counted by the offline profile
+    clip_weights: tuple[dict, ...] = ()  # the pretrain stage's clip.json records of this profile
 
     @property
     def evals(self) -> list[EvalRecord]:
@@ -217,6 +218,18 @@ def _claims(inputs: _Inputs) -> list[str]:
     ]
 
 
+def clip_weights_line(weights: Sequence[dict]) -> str:
+    """Which CLIP weights the runs started from, from the pretrain stage's clip.json records."""
+    described = []
+    for record in weights:
+        if record.get("pretrained_here"):
+            described.append(f"`{record['arch']}` pre-trained here from random init on the training set "
+                             f"({record['steps']} steps; clip.pt sha256 `{record['sha256'][:16]}`)")
+        else:
+            described.append(f"`{record['arch']}` with open_clip weights `{record['pretrained']}`")
+    return f"CLIP weights: {'; '.join(described)}." if described else f"CLIP weights: {GAP} (no clip.json)."
+
+
 def _provenance(inputs: _Inputs) -> list[str]:
     if not inputs.records:
         return ["## Provenance", "No records."]
@@ -224,14 +237,16 @@ def _provenance(inputs: _Inputs) -> list[str]:
     listed = ", ".join(f"`{commit}` ({n} records)" for commit, n in sorted(commits.items()))
     return [
         "## Provenance",
-        f"Git commits: {listed}.",
+        f"Git commits: {listed}. " + clip_weights_line(inputs.clip_weights),
         tables.environment_table(inputs.records),
         "Every record with its config fingerprint, training fingerprint and the command that reproduces it:",
         tables.provenance_table(inputs.records),
     ]
 
 
-def render_report(records: Sequence[Record], curves: pd.DataFrame, settings: ReportSettings) -> Report:
+def render_report(
+    records: Sequence[Record], curves: pd.DataFrame, settings: ReportSettings, clip_weights: Sequence[dict] = ()
+) -> Report:
     profile = settings.profile
     shown = {profile, PAPER_ARCH_PROFILE} if profile == "offline" else {profile}
     records = sort_records(r for r in records if r.profile in shown)
@@ -240,6 +255,7 @@ def render_report(records: Sequence[Record], curves: pd.DataFrame, settings: Rep
         profile=profile, records=records, summary=summary, variants=report_variants(records, profile),
         arch=single_arch(summary, profile), flops_arch=single_arch(summary, profile, "flops"),
         paper_archs=sorted(set(summary.loc[summary["profile"] == PAPER_ARCH_PROFILE, "arch"])),
+        clip_weights=tuple(clip_weights),
     )
     drawn = _figures(inputs, curves)
     sections = [*_header(inputs), *_accuracy(inputs), *_cost(inputs), *_diagnostics(inputs, settings),
