@@ -160,6 +160,19 @@ def killable_child(run_dir: str, stall_after_steps: int, marker: str) -> None:
     train_double(run_dir, cfg, dataset=dataset, sink=DVCLiveSink(Path(run_dir) / "dvclive"))
 
 
+def kill_when(child: subprocess.Popen, reached, timeout_s: float, what: str) -> None:
+    """SIGKILL `child` (started with stderr=PIPE) as soon as `reached()` holds; fails if it exits first or
+    never gets there."""
+    deadline = time.monotonic() + timeout_s
+    while not reached():
+        assert child.poll() is None, f"child exited early: {child.stderr.read().decode()[-2000:]}"
+        assert time.monotonic() < deadline, f"child never reached {what}"
+        time.sleep(0.01)
+    child.send_signal(signal.SIGKILL)
+    assert child.wait(timeout=30) == -signal.SIGKILL
+    child.stderr.close()
+
+
 def final_weights(run_dir) -> dict[str, torch.Tensor]:
     return load_checkpoint(run_dir)["model"]
 
@@ -256,14 +269,8 @@ def test_resume_after_a_kill_mid_step_restores_weights_rng_and_curves(tmp_path, 
     )
     child = subprocess.Popen([sys.executable, "-c", child_code], cwd=REPO, stderr=subprocess.PIPE,
                              env={**os.environ, "PYTHONPATH": str(REPO)})
-    deadline = time.monotonic() + 120
-    while not marker.exists():  # stalls while loading step 7's batch; checkpoint at step 4, curves to 6
-        assert child.poll() is None, f"child exited early: {child.stderr.read().decode()[-2000:]}"
-        assert time.monotonic() < deadline, "child never reached the stall point"
-        time.sleep(0.02)
-    child.send_signal(signal.SIGKILL)
-    assert child.wait(timeout=30) == -signal.SIGKILL
-    child.stderr.close()
+    # stalls while loading step 7's batch; checkpoint at step 4, curves to 6
+    kill_when(child, marker.exists, 120, "the stall point")
     assert run_status(killed, fingerprint(identity_of(cfg, 0))) == "resumable"
     assert checkpoint_identity(killed)[2] == 4
     _, resumed = train_double(killed, cfg, sink=DVCLiveSink(killed / "dvclive"))
@@ -372,14 +379,7 @@ def test_train_py_resumes_a_killed_run_to_the_uninterrupted_weights(tmp_path, pr
     killed_dir, straight_dir = run_dir(cfg), run_dir(compose_config(straight))
     child = subprocess.Popen([sys.executable, "-m", "experiments.train", *killed], cwd=REPO,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 180
-    while not (killed_dir / CHECKPOINT_NAME).exists():  # the first checkpoint (step 4) is complete
-        assert child.poll() is None, f"train.py exited early: {child.stderr.read().decode()[-2000:]}"
-        assert time.monotonic() < deadline, "train.py wrote no checkpoint"
-        time.sleep(0.01)
-    child.send_signal(signal.SIGKILL)
-    assert child.wait(timeout=30) == -signal.SIGKILL
-    child.stderr.close()
+    kill_when(child, (killed_dir / CHECKPOINT_NAME).exists, 180, "its first checkpoint (step 4)")
     assert run_status(killed_dir, training_fingerprint(cfg)) == "resumable", "killed after it finished"
     killed_at = checkpoint_identity(killed_dir)[2]
     assert 4 <= killed_at < iterations

@@ -30,7 +30,7 @@ from dcpclip.config import ExperimentConfig, pretrained_clip_file
 from dcpclip.data.datasets import read_class_names, training_dataset
 from dcpclip.data.specs import SPECS
 from dcpclip.engine.checkpoint import load_checkpoint, load_trainable_state
-from dcpclip.engine.trainer import MetricsSink, TrainingResult, checked_status, fit
+from dcpclip.engine.trainer import MetricsSink, TrainingResult, checked_status, fit, training_device
 from dcpclip.model.backbone import build_backbone
 from dcpclip.model.recognition import ClipRecognition, recognition_losses
 from dcpclip.model.text_bank import encode_vocabulary
@@ -85,9 +85,7 @@ def pretrain_clip(
         steps = cfg.pretrain.train.iterations
         return TrainingResult("skipped", folder, paths.fingerprint(identity), steps, steps, 0.0)
     train_cfg = cfg.pretrain.train
-    if train_cfg.threads > 0:
-        torch.set_num_threads(train_cfg.threads)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = training_device(train_cfg, device)
 
     backbone = build_backbone(dataclasses.replace(cfg.backbone, pretrained=None))  # seeded by init_seed
     backbone.requires_grad_(True)

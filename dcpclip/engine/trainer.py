@@ -109,6 +109,13 @@ def mixed_precision(cfg: TrainConfig, device: torch.device) -> tuple[bool, torch
     return enabled, dtype
 
 
+def training_device(cfg: TrainConfig, device: torch.device | str | None) -> torch.device:
+    """Apply `cfg.threads` to this process; the device to train on (CUDA when available, unless given)."""
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
     np.random.seed(seed)
@@ -288,9 +295,7 @@ def train_experiment(
     if checked_status(folder, identity) == "done":
         return TrainingResult("skipped", folder, paths.fingerprint(identity), cfg.train.iterations,
                               cfg.train.iterations, 0.0)
-    if cfg.train.threads > 0:
-        torch.set_num_threads(cfg.train.threads)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = training_device(cfg.train, device)
 
     spec = SPECS[cfg.data.train_dataset]
     names = read_class_names(cfg.data.root, spec)
