@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/ (th
 from dcpclip.config_schema import from_dict  # noqa: E402
 from dcpclip.data.synthetic_vocabulary import vocabularies  # noqa: E402
 from dcpclip.environment import device_name  # noqa: E402
-from dcpclip.model.backbone import BackboneConfig, ClipBackbone, build_backbone  # noqa: E402
+from dcpclip.model.backbone import ClipBackbone, build_backbone  # noqa: E402
+from dcpclip.model.config import BackboneConfig  # noqa: E402
 from dcpclip.model.text_bank import (  # noqa: E402
     TextBankCache,
     TextConfig,

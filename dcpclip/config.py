@@ -9,9 +9,7 @@ from typing import Any, Literal
 from dcpclip.config_schema import ConfigError, from_dict
 from dcpclip.data.config import BENCHMARKS, DataConfig
 from dcpclip.engine.config import EvalConfig, PretrainConfig, TrainConfig
-from dcpclip.model.backbone import BackboneConfig
-from dcpclip.model.config import HeadConfig
-from dcpclip.model.text_bank import TextConfig
+from dcpclip.model.config import BackboneConfig, HeadConfig, TextConfig
 from dcpclip.model.variants import resolve_variant
 
 

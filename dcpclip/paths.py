@@ -1,4 +1,5 @@
-"""Run identity and every output path, as pure functions of the config. `dvc.yaml` mirrors these
+"""Run identity and every output path, as pure functions of the config (and, for identities, of the code
+each stage runs: `dcpclip.code_digest`). `dvc.yaml` mirrors these
 folders (a test proves it); nothing else in the project builds a result path by hand.
 
 Layout (profile first, so the offline and paper results never mix; then the open_clip architecture, so
@@ -16,6 +17,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from dcpclip.code_digest import code_identity
 from dcpclip.config import ExperimentConfig
 from dcpclip.config_schema import to_dict
 from dcpclip.model.variants import apply_variant
@@ -33,13 +35,19 @@ def data_identity(cfg: ExperimentConfig) -> dict:
     return {k: v for k, v in to_dict(cfg.data).items() if k in ("source", "train_dataset", "synthetic")}
 
 
+# the entry point of each stage whose import closure is the code of that stage's identity
+PREPARE_CODE, PRETRAIN_CODE, TRAIN_CODE, EVAL_CODE, FLOPS_CODE = (
+    "experiments.prepare", "experiments.pretrain", "experiments.train", "experiments.evaluate", "experiments.flops")
+
+
 def pretrain_identity(cfg: ExperimentConfig) -> dict:
-    """Everything that changes the pre-trained CLIP weights (`dcpclip.engine.pretrain`)."""
+    """Everything that changes the pre-trained CLIP weights (`dcpclip.engine.pretrain`), its code included."""
     backbone = {k: v for k, v in to_dict(cfg.backbone).items() if k in ("arch", "init_seed", "image_size")}
     pretrain = to_dict(cfg.pretrain)
     pretrain["train"] = {k: v for k, v in pretrain["train"].items() if k not in ("log_every", "threads")}
     del pretrain["dir"]
-    return {"backbone": backbone, "text": to_dict(cfg.text), "data": data_identity(cfg), "pretrain": pretrain}
+    return {"backbone": backbone, "text": to_dict(cfg.text), "data": data_identity(cfg), "pretrain": pretrain,
+            "code": code_identity(PRETRAIN_CODE)}
 
 
 def pretrain_run_dir(cfg: ExperimentConfig) -> Path:
@@ -51,8 +59,9 @@ def pretrained_clip_record_path(cfg: ExperimentConfig) -> Path:
 
 
 def training_identity(cfg: ExperimentConfig) -> dict:
-    """Everything that changes the trained weights, and nothing else (eval and paths excluded). Weights
-    pre-trained here enter by their pre-training's identity, not by the file's path."""
+    """Everything that changes the trained weights, and nothing else (eval and paths excluded): the config
+    and the code the train stage runs. Weights pre-trained here enter by their pre-training's identity, not
+    by the file's path."""
     backbone = to_dict(cfg.backbone)
     if cfg.pretrain.enabled:
         backbone["pretrained"] = {"pretrained_here": pretrain_identity(cfg)}
@@ -63,6 +72,7 @@ def training_identity(cfg: ExperimentConfig) -> dict:
         "data": data_identity(cfg),
         "train": {k: v for k, v in to_dict(cfg.train).items() if k not in ("log_every", "threads")},
         "seed": cfg.seed,
+        "code": code_identity(TRAIN_CODE),
     }
 
 
@@ -97,9 +107,10 @@ def text_cache_dir(cfg: ExperimentConfig) -> Path:
 
 
 def evaluation_fingerprint(cfg: ExperimentConfig) -> str:
-    """Identity of an evaluation: the trained weights' identity plus everything inference reads."""
+    """Identity of an evaluation: the trained weights' identity plus everything inference reads and the
+    code the evaluate stage runs."""
     return fingerprint({"training": training_identity(cfg), "eval": to_dict(cfg.eval), "text": to_dict(cfg.text),
-                        "data_root": cfg.data.root})
+                        "data_root": cfg.data.root, "code": code_identity(EVAL_CODE)})
 
 
 def ray_storage_dir(cfg: ExperimentConfig) -> Path:

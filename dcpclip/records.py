@@ -3,15 +3,20 @@ aggregation and the report read (results are records, never logs).
 
 Two kinds, each a typed dataclass validated on write and on load (`schema_version` guards the layout):
 
-- `EvalRecord` (`dcpclip.paths.eval_record_path`): one variant, seed and benchmark; metrics in percent,
-  per-class IoU in percent (null for a class absent from the ground truth, which the mean leaves out),
-  pruner recall as a fraction (null where the variant has no pruner).
+- `EvalRecord` (`dcpclip.paths.eval_record_path`): one variant, seed and benchmark; metrics in percent
+  (null where undefined: a split without a labelled pixel, detectron2's NaN), per-class IoU in percent
+  (null for a class absent from the ground truth, which the mean leaves out), pruner recall
+  as a fraction (null where the variant has no pruner).
 - `FlopsRecord` (`dcpclip.paths.flops_record_path`): GMACs per image (fvcore counts one multiply-add as
   one FLOP) of one variant on one benchmark's vocabulary, mean and std over evaluation images, with the
   conditions that make the number meaningful. The offline profile also counts the paper architectures
   (ViT-B/16 at 384, ...) at the protocol's resolution on its synthetic images: those records carry
   `profile = "paper-arch"` and live at `dcpclip.paths.paper_arch_flops_record_path` (one folder per
   architecture), so they never mix with the tiny model's counts nor with the paper profile's.
+
+Every record carries the fingerprint of what it depends on (`config_fingerprint`: config and code) and
+the digest of the code that computed it (`code_digest`, `dcpclip.code_digest`): a record whose fingerprint
+differs from the current one is stale and is redone. A record of another schema_version is stale too.
 
 A record names its file in every error: a malformed record fails with the file and the dotted key.
 Training curves are not records: DVCLive writes them under the run folder (`dcpclip.report.curves`).
@@ -32,7 +37,7 @@ from dcpclip.config_schema import ConfigError, from_dict, to_dict
 from dcpclip.data.specs import SPECS
 from dcpclip.model.variants import VARIANTS, resolve_variant
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: code_digest (the code that computed the record)
 EVAL_PROFILES = ("offline", "paper")  # = ExperimentConfig.profile (a test keeps them equal)
 PAPER_ARCH_PROFILE = "paper-arch"  # paper architectures counted by the offline profile (FLOP records only)
 FLOPS_PROFILES = (*EVAL_PROFILES, PAPER_ARCH_PROFILE)
@@ -54,12 +59,13 @@ class InferenceSettings:
 
 @dataclasses.dataclass(frozen=True)
 class SegmentationMetrics:
-    """detectron2's SemSegEvaluator quantities over the whole split, in percent."""
+    """detectron2's SemSegEvaluator quantities over the whole split, in percent; null where detectron2
+    gives NaN (a split without a labelled pixel)."""
 
-    mIoU: float
-    fwIoU: float
-    mAcc: float
-    pAcc: float
+    mIoU: float | None
+    fwIoU: float | None
+    mAcc: float | None
+    pAcc: float | None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -79,8 +85,9 @@ class EvalRecord:
     metrics: SegmentationMetrics
     per_class_iou: dict[str, float | None]  # label class name -> IoU %, null if absent from the ground truth
     pruner_recall: float | None  # share of ground-truth classes the pruner kept, in [0, 1]; null: no pruner
-    config_fingerprint: str  # dcpclip.paths.fingerprint of the whole experiment config
+    config_fingerprint: str  # dcpclip.paths.evaluation_fingerprint: the config and code it depends on
     train_fingerprint: str | None  # dcpclip.paths.training_fingerprint; null for a training-free variant
+    code_digest: str  # dcpclip.code_digest.code_digest of the evaluate stage's code
     command: str  # the exact command that reproduces this record
     environment: dict[str, Any]  # dcpclip.environment.environment_stamp()
 
@@ -103,7 +110,8 @@ class FlopsRecord:
     params_total: int
     params_trainable: int
     skipped_ops: list[str]  # operators fvcore could not count (elementwise ones are expected)
-    config_fingerprint: str
+    config_fingerprint: str  # experiments.flops.counting_fingerprint: the config and code it depends on
+    code_digest: str  # dcpclip.code_digest.code_digest of the flops stage's code
     command: str
     environment: dict[str, Any]
 
@@ -143,8 +151,8 @@ def _eval_problems(record: EvalRecord, spec, trains: bool | None) -> list[str]:
         if getattr(record, key) != value:
             problems.append(f"{key}: {getattr(record, key)!r} but {spec.title} has {value!r}")
     for key, value in to_dict(record.metrics).items():
-        if not _is_percent(value):
-            problems.append(f"metrics.{key}: {value!r} is not a percentage in [0, 100]")
+        if value is not None and not _is_percent(value):
+            problems.append(f"metrics.{key}: {value!r} is not a percentage in [0, 100] or null")
     if len(record.per_class_iou) != spec.num_classes:
         problems.append(
             f"per_class_iou: {len(record.per_class_iou)} classes, {spec.title} has {spec.num_classes}")

@@ -11,8 +11,10 @@ to train it.
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
+import warnings
 from collections import Counter
 
 import torch
@@ -20,6 +22,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from dcpclip import paths
+from dcpclip.code_digest import code_digest
 from dcpclip.config import ExperimentConfig
 from dcpclip.data.datasets import evaluation_dataset, read_class_names
 from dcpclip.data.specs import SPECS, DatasetSpec
@@ -71,6 +74,10 @@ def load_model(cfg: ExperimentConfig, device: torch.device) -> torch.nn.Module:
     return model.eval().to(device)
 
 
+class EmptySplitWarning(UserWarning):
+    """A benchmark split had no labelled pixel: its record holds null metrics."""
+
+
 def up_to_date(cfg: ExperimentConfig, benchmark: str) -> bool:
     path = paths.eval_record_path(cfg, benchmark)
     try:
@@ -102,6 +109,10 @@ def evaluate_benchmark(model, cfg: ExperimentConfig, spec: DatasetSpec, cache: T
         evaluator.process(prediction.labels.cpu(), item.label, recall)
         views = prediction.views
     metrics = evaluator.evaluate()
+    if metrics["num_pixels"] == 0:
+        warnings.warn(f"{spec.title} ({spec.key}): no labelled pixel in the {count} evaluated images of "
+                      f"{cfg.data.root}/{spec.key}; its metrics are undefined (null in the record, NaN in "
+                      "detectron2)", EmptySplitWarning, stacklevel=2)
     trains = resolve_variant(cfg.variant)[1]
     return EvalRecord(
         profile=cfg.profile,
@@ -115,18 +126,21 @@ def evaluate_benchmark(model, cfg: ExperimentConfig, spec: DatasetSpec, cache: T
         num_images=count,
         inference=RecordedInference(cfg.eval.mode, cfg.eval.short_side, cfg.backbone.image_size,
                                     cfg.eval.window_stride, views),
-        metrics=SegmentationMetrics(metrics["mIoU"], metrics["fwIoU"], metrics["mAcc"], metrics["pAcc"]),
+        metrics=SegmentationMetrics(*(None if math.isnan(metrics[key]) else metrics[key]
+                                      for key in ("mIoU", "fwIoU", "mAcc", "pAcc"))),
         per_class_iou=dict(zip(metrics["class_names"], metrics["per_class_iou"], strict=True)),
         pruner_recall=metrics["pruner_recall"],  # a fraction
         config_fingerprint=paths.evaluation_fingerprint(cfg),
         train_fingerprint=paths.training_fingerprint(cfg) if trains else None,
+        code_digest=code_digest(paths.EVAL_CODE),
         command=command,
         environment=environment_stamp(device),
     )
 
 
 def evaluate(cfg: ExperimentConfig, command: str, progress: bool = False) -> dict:
-    """Evaluate `cfg`'s run on `cfg.data.benchmarks`; returns {benchmark: mIoU or "up to date"}."""
+    """Evaluate `cfg`'s run on `cfg.data.benchmarks`; returns {benchmark: mIoU, "up to date" or
+    why there is none}."""
     pending = [key for key in cfg.data.benchmarks if not up_to_date(cfg, key)]
     outcome: dict = {key: "up to date" for key in cfg.data.benchmarks if key not in pending}
     if not pending:
@@ -137,7 +151,8 @@ def evaluate(cfg: ExperimentConfig, command: str, progress: bool = False) -> dic
     for key in pending:
         record = evaluate_benchmark(model, cfg, SPECS[key], cache, device, command, progress)
         write_record(record, paths.eval_record_path(cfg, key))
-        outcome[key] = round(record.metrics.mIoU, 2)
+        miou = record.metrics.mIoU
+        outcome[key] = "mIoU undefined (no labelled pixel)" if miou is None else round(miou, 2)
     return outcome
 
 

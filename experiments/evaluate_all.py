@@ -11,8 +11,8 @@ import sys
 
 from dcpclip.data.specs import SPECS
 from experiments.compose import compose_config
-from experiments.evaluate import up_to_date
-from experiments.fanout import Job, stage_main
+from experiments.evaluate import evaluate_job, up_to_date
+from experiments.fanout import Job, reference, stage_main
 
 
 def evaluation_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
@@ -23,7 +23,7 @@ def evaluation_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
             run = (*overrides, f"variant={variant}", f"seed={seed}")
             cfg = compose_config(list(run))
             for key in base.data.benchmarks:
-                jobs.append(Job(f"{variant} seed{seed} {SPECS[key].title}", "experiments.evaluate:evaluate_job",
+                jobs.append(Job(f"{variant} seed{seed} {SPECS[key].title}", reference(evaluate_job),
                                 (*run, f"data.benchmarks=[{key}]")))
                 pending.append(not up_to_date(cfg, key))
     return jobs, pending

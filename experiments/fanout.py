@@ -49,6 +49,12 @@ class Outcome:
     result: dict
 
 
+def reference(function: Callable[[list[str]], dict]) -> str:
+    """"module:function" of a job function. Stages import the function itself, so their import closure
+    (the code identity, and what a test checks their DVC deps against) holds the module the job runs."""
+    return f"{function.__module__}:{function.__qualname__}"
+
+
 def _call(function: str, overrides: list[str]) -> dict:
     module_name, attribute = function.split(":")
     return getattr(importlib.import_module(module_name), attribute)(overrides)

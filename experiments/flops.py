@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from dcpclip import paths
+from dcpclip.code_digest import code_digest, code_identity
 from dcpclip.config import ExperimentConfig
 from dcpclip.data.datasets import evaluation_dataset
 from dcpclip.data.specs import SPECS, DatasetSpec
@@ -88,15 +89,17 @@ def flops_record(cfg: ExperimentConfig, profile: str, spec: DatasetSpec, per_ima
         params_trainable=count.params_trainable,
         skipped_ops=count.skipped_ops,
         config_fingerprint=counting_fingerprint(cfg),
+        code_digest=code_digest(paths.FLOPS_CODE),
         command=command,
         environment=environment_stamp(),
     )
 
 
 def counting_fingerprint(cfg: ExperimentConfig) -> str:
-    """What a count depends on: the architecture, the variant's head and the evaluation geometry."""
+    """What a count depends on: the architecture, the variant's head, the evaluation geometry and the code
+    the flops stage runs."""
     return paths.fingerprint({"backbone": cfg.backbone, "head": apply_variant(cfg.head, cfg.variant),
-                              "eval": cfg.eval})
+                              "eval": cfg.eval, "code": code_identity(paths.FLOPS_CODE)})
 
 
 def stale_benchmarks(cfg: ExperimentConfig, record_path) -> list[str]:

@@ -11,8 +11,8 @@ import sys
 
 from dcpclip import paths
 from experiments.compose import compose_config
-from experiments.fanout import Job, stage_main
-from experiments.flops import paper_arch_config, stale_benchmarks
+from experiments.fanout import Job, reference, stage_main
+from experiments.flops import flops_job, paper_arch_config, stale_benchmarks
 
 
 def flops_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
@@ -27,7 +27,7 @@ def flops_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
             paper = paper_arch_config(cfg, base.count_paper_arch)
             stale += stale_benchmarks(paper, paths.paper_arch_flops_record_path)
         job_overrides = (*overrides, f"variant={variant}", *extra)
-        jobs.append(Job(variant, "experiments.flops:flops_job", job_overrides))
+        jobs.append(Job(variant, reference(flops_job), job_overrides))
         pending.append(bool(stale))
     return jobs, pending
 

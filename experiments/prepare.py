@@ -18,9 +18,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg, datasets = data_stage_arguments(argv, __doc__, list(PREPARERS))
     registry = registry_for(cfg)
     for dataset in datasets:
-        record = prepare_dataset(dataset, cfg, registry=registry)
+        prepared = prepare_dataset(dataset, cfg, registry=registry)
+        record = prepared.manifest
         counts = ", ".join(f"{n} {split}" for split, n in record["images"].items())
-        print(f"{dataset}: {counts} images, {record['num_classes']} classes -> {Path(cfg.root) / dataset}")
+        state = "prepared" if prepared.redone else "up to date (same sources and code)"
+        print(f"{dataset}: {state}, {counts} images, {record['num_classes']} classes -> {Path(cfg.root) / dataset}")
     return 0
 
 

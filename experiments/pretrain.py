@@ -18,10 +18,17 @@ import sys
 from dcpclip import paths
 from dcpclip.atomic import write_text
 from dcpclip.config import ExperimentConfig
+from dcpclip.config_schema import ConfigError
+from dcpclip.data.errors import DataError
+from dcpclip.engine.checkpoint import RunMismatchError
 from dcpclip.engine.pretrain import RECORD_KIND, pretrain_clip, pretrain_status
+from dcpclip.model.backbone import PretrainedWeightsUnavailable
 from experiments.cli import add_override_arguments, failed, overrides_from_args
 from experiments.compose import compose_config
-from experiments.train import EXPLAINED_ERRORS, DVCLiveSink
+from experiments.live_metrics import DVCLiveSink
+
+# errors whose message says what to do: shown without a traceback
+EXPLAINED_ERRORS = (ConfigError, DataError, RunMismatchError, PretrainedWeightsUnavailable, FileNotFoundError)
 
 
 def external_weights_record(cfg: ExperimentConfig) -> dict:
@@ -37,7 +44,9 @@ def provide(cfg: ExperimentConfig, progress: bool) -> str:
         write_text(record_path, json.dumps(record, indent=2) + "\n")
         return f"pretrain: none; {cfg.backbone.arch} weights {cfg.backbone.pretrained!r} (noted in {record_path})"
     status = pretrain_status(cfg)
-    print(f"pretrain {paths.pretrain_run_dir(cfg)}: {status}", flush=True)
+    shown = "holds a run of another identity (config or code): retraining from scratch" if status == "mismatch" \
+        else status
+    print(f"pretrain {paths.pretrain_run_dir(cfg)}: {shown}", flush=True)
     result = pretrain_clip(cfg, sink=DVCLiveSink(paths.pretrain_run_dir(cfg) / "dvclive"), progress=progress)
     speed = f", {result.steps_per_second:.2f} steps/s" if result.seconds else ""
     return f"pretrain: {cfg.backbone.pretrained} ({result.status}, {result.step} steps{speed})"

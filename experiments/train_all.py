@@ -16,7 +16,8 @@ from dcpclip import paths
 from dcpclip.engine.checkpoint import run_status
 from dcpclip.model.variants import resolve_variant
 from experiments.compose import compose_config
-from experiments.fanout import Job, stage_main
+from experiments.fanout import Job, reference, stage_main
+from experiments.train import train_job
 
 
 def training_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
@@ -29,7 +30,7 @@ def training_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
         for seed in base.grid.seeds:
             job_overrides = (*overrides, f"variant={variant}", f"seed={seed}")
             cfg = compose_config(list(job_overrides))
-            jobs.append(Job(f"{variant} seed{seed}", "experiments.train:train_job", job_overrides))
+            jobs.append(Job(f"{variant} seed{seed}", reference(train_job), job_overrides))
             pending.append(run_status(paths.run_dir(cfg), paths.training_fingerprint(cfg)) != "done")
     return jobs, pending
 

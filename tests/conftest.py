@@ -9,7 +9,8 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 @pytest.fixture(scope="session")
 def tiny_backbone():
-    from dcpclip.model.backbone import BackboneConfig, build_backbone
+    from dcpclip.model.backbone import build_backbone
+    from dcpclip.model.config import BackboneConfig
 
     return build_backbone(BackboneConfig())
 

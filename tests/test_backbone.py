@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from dcpclip.model.backbone import BackboneConfig, PretrainedWeightsUnavailable, build_backbone
+from dcpclip.model.backbone import PretrainedWeightsUnavailable, build_backbone
+from dcpclip.model.config import BackboneConfig
 
 
 @pytest.fixture(scope="module")

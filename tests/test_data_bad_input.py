@@ -5,6 +5,7 @@ prepare code runs on them."""
 import dataclasses
 import io
 import json
+import pickle
 import re
 
 import numpy as np
@@ -14,6 +15,7 @@ from PIL import Image
 from dcpclip.data.config import DataConfig, SyntheticConfig
 from dcpclip.data.errors import DataError
 from dcpclip.data.prepare import prepare_dataset
+from dcpclip.data.prepare.a847 import read_index
 from dcpclip.data.synthetic import mat, png, raw_files, write_host
 
 SMALL = SyntheticConfig(val_images=2, train_images=2, image_size=(24, 40))
@@ -27,7 +29,7 @@ def run(tmp_path, dataset, files, registry_edit=None):
         registry = registry_edit(registry)
     return prepare_dataset(
         dataset, cfg, registry=registry, lock_path=tmp_path / "lock.json", progressbar=False
-    )
+    ).manifest
 
 
 def fails(tmp_path, dataset, files, pattern, registry_edit=None):
@@ -118,6 +120,30 @@ def test_unreadable_label_names_the_file(tmp_path):
     files = raw_files(SMALL, ["pas20"])
     files["SegmentationClassAug.zip"]["SegmentationClassAug/2007_000002.png"] = b"\x89PNG not really"
     fails(tmp_path, "pas20", files, r"2007_000002\.png: unreadable image")
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4, 5])
+def test_the_index_pickle_loads_with_numpy_arrays_in_every_protocol(tmp_path, protocol):
+    index = {"folder": np.array(["ADE/validation/a", "ADE/training/b"], dtype=object),
+             "filename": np.array(["ADE_val_00000001.jpg", "ADE_train_00000002.jpg"]),
+             "objectPresence": np.arange(6, dtype=np.uint16).reshape(2, 3)}
+    path = tmp_path / "index_ade20k.pkl"
+    path.write_bytes(pickle.dumps(index, protocol=protocol))
+    assert read_index(path) == [("ADE/validation/a", "ADE_val_00000001.jpg"),
+                                ("ADE/training/b", "ADE_train_00000002.jpg")]
+
+
+@pytest.mark.parametrize("payload, refused", [
+    (b"cos\nsystem\n(S'echo'\ntR.", "refusing to load os.system"),
+    (pickle.dumps(print, protocol=4), "refusing to load builtins.print"),
+    # the one callable admitted beyond numpy's own is held to numpy's use of it
+    (b"c_codecs\nencode\n(S'x'\nS'rot13'\ntR.", "refusing _codecs.encode(str, 'rot13')"),
+])
+def test_the_index_pickle_refuses_other_callables(tmp_path, payload, refused):
+    path = tmp_path / "index_ade20k.pkl"
+    path.write_bytes(payload)
+    with pytest.raises(DataError, match=f"index_ade20k.pkl: unreadable index \\({re.escape(refused)}"):
+        read_index(path)
 
 
 def test_unreadable_index_pickle_names_the_file(tmp_path):

@@ -35,7 +35,7 @@ def prepared(tmp_path_factory):
     cfg = DataConfig(raw_root=str(root / "raw"), root=str(root / "prepared"))
     registry = generate(CFG, root / "raw" / "synthetic-host")
     manifests = {
-        key: prepare_dataset(key, cfg, registry=registry, lock_path=root / "lock.json", progressbar=False)
+        key: prepare_dataset(key, cfg, registry=registry, lock_path=root / "lock.json", progressbar=False).manifest
         for key in SPECS
     }
     return root / "prepared", manifests, registry, raw_files(CFG)
@@ -253,7 +253,7 @@ def test_worker_processes_write_the_same_files(prepared, tmp_path):
     root, _, registry, _ = prepared
     serial, parallel = root / "a847", tmp_path / "prepared" / "a847"
     cfg = DataConfig(raw_root=str(root.parent / "raw"), root=str(parallel.parent), num_workers=2)
-    record = prepare_dataset("a847", cfg, registry=registry, lock_path=tmp_path / "lock", progressbar=False)
+    record = prepare_dataset("a847", cfg, registry=registry, lock_path=tmp_path / "lock", progressbar=False).manifest
     assert record == json.loads((serial / "manifest.json").read_text())
     for path in serial.rglob("*.*"):
         assert (parallel / path.relative_to(serial)).read_bytes() == path.read_bytes()

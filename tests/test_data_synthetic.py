@@ -81,7 +81,10 @@ def test_stage_entry_points_print_one_line_per_dataset(tmp_path, capsys):
     assert prepare_stage.main([*overrides, "--datasets", "pas20b", "pc59"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines == [
-        f"pas20b: 8 val images, 21 classes -> {tmp_path / 'prepared' / 'pas20b'}",
-        f"pc59: 8 val images, 59 classes -> {tmp_path / 'prepared' / 'pc59'}",
+        f"pas20b: prepared, 8 val images, 21 classes -> {tmp_path / 'prepared' / 'pas20b'}",
+        f"pc59: prepared, 8 val images, 59 classes -> {tmp_path / 'prepared' / 'pc59'}",
     ]
+    assert prepare_stage.main([*overrides, "--datasets", "pc59"]) == 0  # same sources and code: kept
+    assert capsys.readouterr().out.strip() == (
+        f"pc59: up to date (same sources and code), 8 val images, 59 classes -> {tmp_path / 'prepared' / 'pc59'}")
     assert (tmp_path / "prepared" / "pc59" / "manifest.json").is_file()

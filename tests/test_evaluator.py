@@ -1,5 +1,7 @@
 """The evaluator against hand-computed confusion matrices and a brute-force per-class reference."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -129,7 +131,15 @@ def test_bad_inputs_fail_with_clear_messages():
         evaluator.process(torch.zeros(1, 2, dtype=torch.long), torch.tensor([[0, 7]]))
     with pytest.raises(ValueError, match="class 3"):
         evaluator.process(torch.tensor([[3, 0]]), torch.tensor([[0, 0]]))
-    with pytest.raises(ValueError, match="no labelled pixel"):
-        evaluator.evaluate()
     with pytest.raises(ValueError, match="2 class names"):
         SemSegEvaluator(3, 255, ["a", "b"])
+
+
+def test_a_split_without_a_labelled_pixel_gives_detectron2s_nan_not_an_error():
+    evaluator = SemSegEvaluator(3, 255, ["a", "b", "c"])
+    assert math.isnan(evaluator.evaluate()["mIoU"])  # nothing processed
+    evaluator.process(torch.tensor([[0, 2]]), torch.tensor([[255, 255]]))  # every pixel ignored
+    metrics = evaluator.evaluate()
+    assert all(math.isnan(metrics[key]) for key in ("mIoU", "mAcc", "pAcc"))
+    assert metrics["fwIoU"] == 0.0  # detectron2: the sum over no class
+    assert metrics["per_class_iou"] == [None, None, None] and metrics["num_pixels"] == 0

@@ -7,8 +7,9 @@ from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
 from dcpclip.flops import MATMUL_OPERATORS, SegmenterLogits, count_gmacs, flop_counter_macs, fvcore_count
-from dcpclip.model.backbone import BackboneConfig, build_backbone
+from dcpclip.model.backbone import build_backbone
 from dcpclip.model.build import build_model
+from dcpclip.model.config import BackboneConfig
 from dcpclip.model.trainable import packed_projections, set_trainable
 from dcpclip.model.variants import VARIANTS, apply_variant
 from experiments.compose import compose_config

@@ -8,11 +8,12 @@ import torch.nn.functional as F
 from dcpclip.engine.config import TrainConfig
 from dcpclip.engine.optim import build_optimizer
 from dcpclip.model.build import build_model
+from dcpclip.model.config import TextConfig
 from dcpclip.model.dynamic_text import DynamicText, StaticText
 from dcpclip.model.losses import segmentation_losses
 from dcpclip.model.pruning import CategoryPruner, KeepAll
 from dcpclip.model.rescoring import MaskPooledRescorer, NoRescoring
-from dcpclip.model.text_bank import TextConfig, encode_vocabulary
+from dcpclip.model.text_bank import encode_vocabulary
 from dcpclip.model.trainable import packed_projections, set_trainable, trainable_parameters
 from dcpclip.model.variants import VARIANTS, apply_variant
 from dcpclip.model.zero_shot import DenseClipSegmenter

@@ -1,13 +1,16 @@
 """The orchestration contracts: dvc.yaml mirrors dcpclip/paths.py, the train stage redoes only what
 changed, a failed trial fails the stage by name and its rerun redoes only it, and `dvc repro` runs the
-offline profile end to end (then does nothing on a second run)."""
+offline profile end to end, then does nothing on a second run, redoes the stages and jobs that import a
+model file after a change of its behaviour, and only the report after a comment edit in the report code."""
 
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -132,13 +135,38 @@ def tracked_copy(destination: Path) -> None:
         subprocess.run(command, cwd=destination, check=True, env=env)
 
 
+def stages_run(output: str) -> list[str]:
+    return re.findall(r"Running stage '(\w+)'", output)
+
+
+def jobs_run(output: str) -> dict[str, tuple[int, int]]:
+    """{stage: (jobs run, jobs)} from the fan-out's lines; (0, n) for a stage whose jobs were all current."""
+    run = {stage: (int(todo), int(total))
+           for stage, todo, total in re.findall(r"^(\w+): (\d+) of (\d+) jobs to run", output, re.M)}
+    run.update({stage: (0, int(total)) for stage, total in
+                re.findall(r"^(\w+): nothing to do \((\d+) jobs up to date\)", output, re.M)})
+    return run
+
+
+def records_of(root: Path) -> dict[str, dict]:
+    """Every eval and FLOP record under <root>/results, by path."""
+    return {str(p.relative_to(root)): json.loads(p.read_text())
+            for kind in ("eval", "flops") for p in sorted((root / "results" / kind).rglob("*.json"))}
+
+
 @pytest.mark.slow
-def test_dvc_repro_runs_the_offline_profile_end_to_end_and_then_does_nothing(tmp_path):
+def test_dvc_repro_runs_the_offline_profile_then_redoes_exactly_what_a_code_change_affects(tmp_path):
     tracked_copy(tmp_path)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "PYTHONPATH": str(tmp_path)}
-    first = subprocess.run(["dvc", "repro"], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+
+    def repro() -> tuple[str, float]:
+        start = time.perf_counter()
+        done = subprocess.run(["dvc", "repro"], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done.stdout, time.perf_counter() - start
+
+    first, _ = repro()
     cfg = compose_config([])
     for variant in cfg.grid.variants:
         run = compose_config([f"variant={variant}"])
@@ -151,7 +179,47 @@ def test_dvc_repro_runs_the_offline_profile_end_to_end_and_then_does_nothing(tmp
     assert pretrained["steps"] == cfg.pretrain.train.iterations and (tmp_path / cfg.backbone.pretrained).is_file()
     report = (tmp_path / "reports" / "README.md").read_text()
     assert all(f"| `{variant}`" in report for variant in cfg.grid.variants)
-    second = subprocess.run(["dvc", "repro"], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert "Data and pipelines are up to date" in second.stdout
-    assert "Running stage" not in second.stdout
+
+    second, no_op_seconds = repro()
+    assert "Data and pipelines are up to date" in second and stages_run(second) == []
+    assert no_op_seconds <= 5.0, f"a no-op dvc repro took {no_op_seconds:.1f} s"
+
+    # a real change of behaviour in a model file: sharper masks for the rescorer's pooling
+    before, weights = records_of(tmp_path), tmp_path / cfg.backbone.pretrained
+    weights_written = weights.stat().st_mtime_ns
+    manifests = {p: p.stat().st_mtime_ns for p in (tmp_path / cfg.data.root).glob("*/manifest.json")}
+    rescoring = tmp_path / "dcpclip" / "model" / "rescoring.py"
+    source = rescoring.read_text()
+    assert source.count("fine_logits.softmax(dim=1)") == 1
+    rescoring.write_text(source.replace("fine_logits.softmax(dim=1)", "(2 * fine_logits).softmax(dim=1)"))
+    third, edit_seconds = repro()
+    print(f"dvc repro: no-op {no_op_seconds:.1f} s; after a model edit {edit_seconds:.1f} s")
+    # every stage that imports dcpclip/model/rescoring.py, and what reads their outputs; data and the
+    # pre-trained CLIP (which do not import it) are kept
+    assert stages_run(third) == ["train", "evaluate", "flops", "aggregate", "report"], third
+    trained = [v for v in cfg.grid.variants if variants.resolve_variant(v)[1]]
+    assert jobs_run(third) == {"train": (len(trained), len(trained)),
+                               "evaluate": (len(cfg.grid.variants), len(cfg.grid.variants)),
+                               "flops": (len(cfg.grid.variants), len(cfg.grid.variants))}, third
+    assert weights.stat().st_mtime_ns == weights_written
+    assert {p: p.stat().st_mtime_ns for p in manifests} == manifests
+    after = records_of(tmp_path)
+    assert after.keys() == before.keys()
+    for name, record in after.items():  # every record was recomputed by the new code
+        assert record["code_digest"] != before[name]["code_digest"], name
+        assert record["config_fingerprint"] != before[name]["config_fingerprint"], name
+    full = str(paths.eval_record_path(compose_config(["variant=full"]), "a150"))
+    assert after[full]["train_fingerprint"] != before[full]["train_fingerprint"]
+    assert after[full]["metrics"] != before[full]["metrics"]  # retrained with the new pooling
+    changed_report = (tmp_path / "reports" / "README.md").read_text()
+    assert changed_report != report
+
+    # a comment and a docstring in a module only the report stage imports: only that stage runs, and
+    # the report comes out the same
+    figures = tmp_path / "dcpclip" / "report" / "figures.py"
+    text = figures.read_text()
+    figures.write_text(text.replace('"""', '"""Reworded. ', 1) + "# a trailing comment\n")
+    fourth, _ = repro()
+    assert stages_run(fourth) == ["report"], fourth
+    assert (tmp_path / "reports" / "README.md").read_text() == changed_report
+    assert records_of(tmp_path) == after

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from dcpclip.engine.checkpoint import CHECKPOINT_NAME
-from dcpclip.engine.trainer import train_experiment
+from dcpclip.engine.segmenter_training import train_experiment
 from dcpclip.overlay import MIN_PICTURE_SIDE, LegendEntry, class_color, draw_overlay, legend_entries, palette
 from dcpclip.paths import run_dir
 from experiments.compose import compose_config

@@ -1,6 +1,6 @@
 """Pre-training the offline profile's CLIP (`experiments.pretrain`, `dcpclip.engine.pretrain`): the export
-is what the segmentation runs load, reruns skip, a lost export is restored without training, another
-config is refused, and the weights' identity reaches the training fingerprint."""
+is what the segmentation runs load, reruns skip, a lost export is restored without training, a run of
+another config is discarded and retrained, and the weights' identity reaches the training fingerprint."""
 
 import dataclasses
 import json
@@ -12,6 +12,7 @@ from dcpclip import paths
 from dcpclip.config_schema import ConfigError
 from dcpclip.engine.checkpoint import load_checkpoint
 from dcpclip.engine.pretrain import pretrain_clip, pretrain_status, sha256_of
+from dcpclip.engine.trainer import StaleRunWarning
 from dcpclip.model.backbone import build_backbone
 from experiments import fetch, prepare, pretrain
 from experiments.compose import compose_config
@@ -93,13 +94,18 @@ def test_an_interrupted_pretraining_resumes_to_the_same_weights(data, tmp_path):
     assert sha256_of(tmp_path / "interrupted" / "clip.pt") == sha256_of(tmp_path / "straight" / "clip.pt")
 
 
-def test_another_pretraining_config_is_refused_with_the_difference_named(data, tmp_path):
+def test_another_pretraining_config_retrains_from_scratch_with_the_difference_named(data, tmp_path, capsys):
     overrides = quick(data, tmp_path / "models")
     assert pretrain.main(overrides) == 0
     changed = compose_config([*overrides, "pretrain.train.lr=5e-4"])
-    with pytest.raises(Exception, match=r"refusing to resume .*pretrain.train.lr: 0.001 -> 0.0005"):
-        pretrain_status(changed)
-    assert pretrain.main([*overrides, "pretrain.train.lr=5e-4"]) == 1
+    assert pretrain_status(changed) == "mismatch"
+    with pytest.warns(StaleRunWarning, match=r"pretrain.train.lr: 0.001 -> 0.0005"):
+        assert pretrain.main([*overrides, "pretrain.train.lr=5e-4"]) == 0
+    assert "another identity (config or code): retraining from scratch" in capsys.readouterr().out
+    assert pretrain_status(changed) == "exported"
+    fresh = compose_config([*quick(data, tmp_path / "fresh"), "pretrain.train.lr=5e-4"])
+    assert pretrain_clip(fresh, progress=False).status == "trained"
+    assert sha256_of(tmp_path / "fresh" / "clip.pt") == sha256_of(tmp_path / "models" / "clip.pt")
 
 
 def test_the_pretraining_identity_reaches_the_training_fingerprint_but_not_its_folder(tmp_path):

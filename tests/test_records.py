@@ -32,7 +32,7 @@ def eval_record(**changes) -> EvalRecord:
         metrics=SegmentationMetrics(mIoU=12.5, fwIoU=30.0, mAcc=20.0, pAcc=45.0),
         per_class_iou={f"class{i}": (None if i == 0 else 12.5) for i in range(spec.num_classes)},
         pruner_recall=0.75, config_fingerprint="0123456789abcdef", train_fingerprint="fedcba9876543210",
-        command="python -m experiments.evaluate variant=full seed=0", environment=ENV,
+        code_digest="00112233aabbccdd", command="python -m experiments.evaluate variant=full seed=0", environment=ENV,
     )
     return dataclasses.replace(record, **changes)
 
@@ -42,7 +42,7 @@ def flops_record(**changes) -> FlopsRecord:
         profile="offline", variant="full", benchmark="a847", arch="dcpclip-tiny", resolution=(64, 64),
         views=5, num_classes=847, text_encoder_included=False, gmacs_mean=0.5, gmacs_std=0.01, num_images=4,
         params_total=1000, params_trainable=100, skipped_ops=["aten::add"],
-        config_fingerprint="0123456789abcdef",
+        config_fingerprint="0123456789abcdef", code_digest="44556677eeff0011",
         command="python -m experiments.flops variant=full", environment=ENV,
     )
     return dataclasses.replace(record, **changes)
@@ -60,7 +60,7 @@ def test_round_trip_through_json(tmp_path, record):
     assert load_record(path) == record
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # the temporary file was renamed away
     data = json.loads(path.read_text())
-    assert data["kind"] == record.kind and data["schema_version"] == 1
+    assert data["kind"] == record.kind and data["schema_version"] == 2
 
 
 def test_records_at_the_config_paths_load_in_a_stable_order(tmp_path):
@@ -123,7 +123,8 @@ _DELETE = object()
         ("command", _DELETE, "missing 1 required keyword-only argument: 'command'"),
         ("extra", 1, "unknown config key extra"),
         ("kind", "log", "kind: 'log' is not one of"),
-        ("schema_version", 0, "schema_version: 0 is not the supported 1"),
+        ("schema_version", 1, "schema_version: 1 is not the supported 2"),
+        ("code_digest", _DELETE, "missing 1 required keyword-only argument: 'code_digest'"),
         ("benchmark", "coco_stuff", "benchmark: 'coco_stuff' is not one of"),
         ("num_classes", 21, "num_classes: 21 but PAS-20 has 20"),
         ("variant", "no_such", "variant: unknown variant 'no_such'"),

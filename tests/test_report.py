@@ -6,10 +6,12 @@ After an intended change to the report, regenerate it with
 and review the diff of tests/golden/report.md before committing it.
 """
 
+import dataclasses
 import difflib
 import json
 import os
 import random
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -49,8 +51,8 @@ def eval_record(variant, benchmark, miou, seed=0, profile="offline", arch="dcpcl
         metrics=SegmentationMetrics(mIoU=miou, fwIoU=miou + 10, mAcc=miou + 5, pAcc=miou + 20),
         per_class_iou=per_class, pruner_recall=None if variant in ("zero_shot", "no_prune") else recall,
         config_fingerprint=f"cfg-{variant}-{seed}", train_fingerprint=None if variant == "zero_shot" else
-        f"train-{variant}-{seed}", command=f"python -m ablations.run --variant {variant} --seed {seed}",
-        environment=ENV,
+        f"train-{variant}-{seed}", code_digest="code-eval",
+        command=f"python -m ablations.run --variant {variant} --seed {seed}", environment=ENV,
     )
 
 
@@ -59,7 +61,7 @@ def flops_record(variant, benchmark, gmacs, profile="offline", arch="dcpclip-tin
         profile=profile, variant=variant, benchmark=benchmark, arch=arch, resolution=resolution, views=5,
         num_classes=SPECS[benchmark].num_prompts, text_encoder_included=False, gmacs_mean=gmacs,
         gmacs_std=gmacs / 100, num_images=4, params_total=123456, params_trainable=23456,
-        skipped_ops=["aten::add"], config_fingerprint=f"cfg-{variant}",
+        skipped_ops=["aten::add"], config_fingerprint=f"cfg-{variant}", code_digest="code-flops",
         command=f"python -m experiments.flops variant={variant}", environment=ENV,
     )
 
@@ -284,6 +286,22 @@ def test_missing_records_show_as_explicit_gaps(tmp_path):
     assert "— not run (no record)." in markdown
 
 
+def test_a_split_without_a_labelled_pixel_shows_as_undefined_not_as_a_number(tmp_path):
+    undefined = SegmentationMetrics(mIoU=None, fwIoU=0.0, mAcc=None, pAcc=None)  # detectron2's NaN
+    records = [dataclasses.replace(r, metrics=undefined, per_class_iou=dict.fromkeys(r.per_class_iou))
+               if isinstance(r, EvalRecord) and r.variant == "no_prune" and r.benchmark == "pc459" else r
+               for r in scenario()]
+    summary = write_aggregate(records, tmp_path / "summary.csv", tmp_path / "metrics")
+    assert json.loads((tmp_path / "metrics" / "offline" / "no_prune.json").read_text())["PC-459"] is None
+    markdown = render_report(records, curves_frame(tmp_path), ReportSettings()).markdown
+    miou = table_rows(markdown, "## mIoU (%) on the six benchmarks")
+    assert miou["`no_prune`"][2] == "n/a" and miou["`no_prune`"][7] == "n/a"  # PC-459 and the mean
+    assert miou["`no_prune`"][1] == "9.00"
+    delta = table_rows(markdown, "### Difference from `full` (mIoU points)")
+    assert delta["`no_prune`"][1] == "n/a" and delta["`no_prune`"][0] == "-1.50"
+    assert not re.search(r"\bnan\b", markdown, re.IGNORECASE) and summary["value"].isna().sum() == 3
+
+
 def test_report_without_any_record_is_all_gaps():
     markdown = render_report([], pd.DataFrame(), ReportSettings()).markdown
     assert table_rows(markdown, "## mIoU (%)")["`full`"] == ["—"] * 8
@@ -370,7 +388,7 @@ def test_stages_run_from_the_records_on_disk(tmp_path, capsys):
 def test_report_stage_names_a_malformed_record(tmp_path):
     bad = tmp_path / "results" / "eval" / "offline" / "full" / "seed0" / "a150.json"
     bad.parent.mkdir(parents=True)
-    bad.write_text(json.dumps({"kind": "eval", "schema_version": 1}))
+    bad.write_text(json.dumps({"kind": "eval", "schema_version": 2}))
     with pytest.raises(RecordError, match=str(bad)):
         report_stage.main(["--results", str(tmp_path / "results"), "--models", str(tmp_path / "models"),
                            "--out", str(tmp_path / "reports")])

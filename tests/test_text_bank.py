@@ -3,7 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dcpclip.model.text_bank import TextBankCache, TextConfig, class_prompts, encode_vocabulary
+from dcpclip.model.config import TextConfig
+from dcpclip.model.text_bank import TextBankCache, class_prompts, encode_vocabulary
 
 NAMES = ["wall, brick wall", "sky", "person", "traffic light", "potted plant"] * 7
 

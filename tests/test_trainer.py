@@ -1,5 +1,6 @@
 """The training loop's contracts: CAT-Seg's optimiser groups and schedule, gradient clipping, the text bank
-rule, exact resume after a hard kill, refusal of a changed config, skipping a finished run, learning.
+rule, exact resume after a hard kill, a changed config's stale run discarded and retrained, skipping a
+finished run, learning.
 
 Most contracts are exercised on a small test double (a tiny segmenter and an in-memory dataset, defined
 here) so they take seconds; the end-to-end tests run `experiments/train.py` on the tiny DCP-CLIP and a
@@ -30,7 +31,6 @@ from dcpclip.config_schema import to_dict
 from dcpclip.data.specs import SPECS
 from dcpclip.engine.checkpoint import (
     CHECKPOINT_NAME,
-    RunMismatchError,
     checkpoint_identity,
     exclusive_run,
     load_checkpoint,
@@ -39,10 +39,11 @@ from dcpclip.engine.checkpoint import (
 from dcpclip.engine.config import TrainConfig
 from dcpclip.engine.optim import build_optimizer, cosine_factor
 from dcpclip.engine.sampler import SampleKey, StepBatchSampler
-from dcpclip.engine.trainer import fit
+from dcpclip.engine.trainer import StaleRunWarning, fit
 from dcpclip.paths import fingerprint, run_dir, training_fingerprint
 from experiments.compose import compose_config
-from experiments.train import DVCLiveSink, main
+from experiments.live_metrics import DVCLiveSink
+from experiments.train import main
 
 REPO = Path(__file__).resolve().parent.parent
 NUM_CLASSES = 3
@@ -287,17 +288,25 @@ def test_resume_after_a_kill_mid_step_restores_weights_rng_and_curves(tmp_path, 
     assert len(resumed_rows) == 1 + cfg.iterations
 
 
-def test_a_changed_config_is_refused_with_both_fingerprints(tmp_path):
+def test_a_changed_config_discards_the_stale_run_with_both_fingerprints_named(tmp_path):
     run = tmp_path / "run"
     cfg = small_config(iterations=4)
-    train_double(run, cfg)
-    changed = dataclasses.replace(cfg, lr=5e-3)
-    with pytest.raises(RunMismatchError) as err:
-        train_double(run, changed)
-    message = str(err.value)
+    train_double(run, cfg, sink=DVCLiveSink(run / "dvclive"))
+    changed = dataclasses.replace(cfg, lr=5e-3, iterations=3)
+    with pytest.warns(StaleRunWarning) as caught:
+        _, result = train_double(run, changed, sink=DVCLiveSink(run / "dvclive"))
+    message = str(caught[0].message)
     assert fingerprint(identity_of(cfg, 0)) in message and fingerprint(identity_of(changed, 0)) in message
     assert str(run) in message and "train.lr: 0.01 -> 0.005" in message
-    assert run_status(run, fingerprint(identity_of(changed, 0))) == "mismatch"
+    # retrained from scratch, to the weights a fresh folder gets, with curves of this run only
+    assert (result.status, result.start_step, result.step) == ("trained", 0, 3)
+    assert run_status(run, fingerprint(identity_of(changed, 0))) == "done"
+    fresh = tmp_path / "fresh"
+    train_double(fresh, changed)
+    a, b = final_weights(run), final_weights(fresh)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rows = (run / "dvclive/plots/metrics/train/total.tsv").read_text().splitlines()
+    assert [row.split("\t")[0] for row in rows[1:]] == ["1", "2", "3"]
 
 
 def test_a_finished_run_is_skipped_untouched(tmp_path):
@@ -395,15 +404,16 @@ def test_train_py_resumes_a_killed_run_to_the_uninterrupted_weights(tmp_path, pr
     assert main(killed) == 0  # a finished run is skipped
 
 
-def test_train_py_refuses_a_run_folder_of_another_config(tmp_path, prepared_root, capsys, one_torch_thread):
+def test_train_py_retrains_a_run_folder_of_another_config(tmp_path, prepared_root, capsys, one_torch_thread):
     overrides = e2e_overrides(prepared_root, tmp_path / "runs", iterations=2, checkpoint_every=2)
+    changed = [*overrides, "train.lr=5e-4"]
     assert main(overrides) == 0
-    assert main([*overrides, "train.lr=5e-4"]) == 1
-    err = capsys.readouterr().err
-    before, after = training_fingerprint(compose_config(overrides)), training_fingerprint(
-        compose_config([*overrides, "train.lr=5e-4"]))
-    assert "RunMismatchError" in err and before in err and after in err and "train.lr" in err
-    assert "rerun with: python -m experiments.train" in err
+    capsys.readouterr()
+    with pytest.warns(StaleRunWarning, match="train.lr: 0.001 -> 0.0005"):
+        assert main(changed) == 0
+    out = capsys.readouterr().out
+    assert "holds a run of another training identity (config or code)" in out and "trained " in out
+    assert run_status(run_dir(compose_config(changed)), training_fingerprint(compose_config(changed))) == "done"
 
 
 def test_the_tiny_model_learns_on_the_prepared_set(tmp_path, prepared_root):

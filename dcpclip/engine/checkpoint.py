@@ -1,4 +1,5 @@
-"""Training checkpoints: atomic, exactly resumable, and tied to the training config that made them.
+"""Training checkpoints: atomic, exactly resumable, and tied to the training identity (config and code)
+that made them: a checkpoint of another identity is discarded, never resumed.
 
 One run folder (`dcpclip.paths.run_dir`) holds
     checkpoint.pt   the latest checkpoint, overwritten atomically (write a temporary, then rename)
@@ -38,7 +39,7 @@ RunStatus = Literal["fresh", "resumable", "done", "mismatch"]
 
 
 class RunMismatchError(RuntimeError):
-    """The run folder holds a checkpoint made with a different training config."""
+    """A checkpoint of this training identity cannot be resumed (its data order differs)."""
 
 
 # ---- model state --------------------------------------------------------------------------------------
@@ -153,8 +154,9 @@ def clear_done(run_dir: str | Path) -> None:
 
 
 def run_status(run_dir: str | Path, fingerprint: str) -> RunStatus:
-    """"fresh" (no checkpoint), "mismatch" (a checkpoint of another training config), "done" (the final
-    checkpoint of this config and its done marker), or "resumable" (an unfinished run of this config)."""
+    """"fresh" (no checkpoint), "mismatch" (a checkpoint of another training identity: config or code),
+    "done" (the final checkpoint of this identity and its done marker), or "resumable" (an unfinished run
+    of this identity)."""
     run_dir = Path(run_dir)
     if not (run_dir / CHECKPOINT_NAME).is_file():
         return "fresh"
@@ -167,18 +169,24 @@ def run_status(run_dir: str | Path, fingerprint: str) -> RunStatus:
     return "resumable"
 
 
-def mismatch_message(run_dir: str | Path, fingerprint: str, identity: dict) -> str:
-    """Explain a refused resume: both fingerprints, the run folder, and which settings differ."""
+def stale_run_message(run_dir: str | Path, fingerprint: str, identity: dict) -> str:
+    """Why a run folder's checkpoint is discarded: both fingerprints and which settings, source files or
+    package versions differ between its training identity and this one."""
     stored_fingerprint, stored_identity, step = checkpoint_identity(run_dir)
     old, new = _flatten(stored_identity), _flatten(identity)
     differences = [f"{k}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}"
                    for k in sorted(set(old) | set(new)) if old.get(k, "<absent>") != new.get(k, "<absent>")]
     return (
-        f"refusing to resume {run_dir}: its checkpoint (step {step}) was trained with config fingerprint "
-        f"{stored_fingerprint}, this config has fingerprint {fingerprint}. Differences: "
-        f"{'; '.join(differences) or 'none visible'}. Delete {run_dir} to retrain with this config, or "
-        f"choose another runs_dir to keep both."
+        f"{run_dir}: its checkpoint (step {step}) has training fingerprint {stored_fingerprint}, this config "
+        f"and code have {fingerprint}; it is never resumed: discarding it and training from scratch. "
+        f"Differences: {'; '.join(differences) or 'none visible'}. (Choose another runs_dir to keep both.)"
     )
+
+
+def discard_run(run_dir: str | Path) -> None:
+    """Remove a stale run's checkpoint and done marker (the caller holds the run's lock)."""
+    clear_done(run_dir)
+    (Path(run_dir) / CHECKPOINT_NAME).unlink(missing_ok=True)
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

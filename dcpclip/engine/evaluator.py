@@ -7,7 +7,9 @@ The contract and the arithmetic follow detectron2's `SemSegEvaluator`
   positive on a class absent from the ground truth still lowers the IoU of the pixel's true class;
 - a class with no ground-truth pixel in the whole split has no IoU and no accuracy (None here, NaN there)
   and is left out of mIoU and mAcc, even if it was predicted;
-- fwIoU weights each class's IoU by its share of ground-truth pixels; pAcc = sum(TP) / sum(GT).
+- fwIoU weights each class's IoU by its share of ground-truth pixels; pAcc = sum(TP) / sum(GT);
+- a split with no labelled pixel at all is not an error: mIoU, mAcc and pAcc are NaN (0 / 0) and fwIoU
+  is 0 (an empty sum), as detectron2 returns them; the caller warns (`experiments.evaluate`).
 All means are in percent.
 
 Also averages the pruner's recall (share of ground-truth classes kept by the category pruner, a fraction)
@@ -80,15 +82,12 @@ class SemSegEvaluator:
             self._recall_count += 1
 
     def evaluate(self) -> dict:
-        """Metrics in percent, as plain Python floats; per-class values are None for classes without GT.
+        """Metrics in percent, as plain Python floats (NaN where undefined: a split without a labelled
+        pixel); per-class values are None for classes without GT.
         `pruner_recall` is a fraction in [0, 1] (as in `dcpclip.records.EvalRecord`), None if no image
         reported one."""
         confusion = self.confusion.numpy().astype(np.float64)
         total = confusion.sum()
-        if total == 0:
-            raise ValueError(
-                f"no labelled pixel was processed ({self.num_images} images): metrics are undefined"
-            )
         true_positive = np.diag(confusion)
         ground_truth = confusion.sum(axis=1)
         predicted = confusion.sum(axis=0)
@@ -97,13 +96,13 @@ class SemSegEvaluator:
         accuracy = np.full(self.num_classes, np.nan)
         iou[present] = true_positive[present] / (ground_truth + predicted - true_positive)[present]
         accuracy[present] = true_positive[present] / ground_truth[present]
-        weights = ground_truth / total
+        weights = ground_truth / total if total else np.zeros(self.num_classes)
         recall = self._recall_sum / self._recall_count if self._recall_count else None
         return {
-            "mIoU": 100 * float(iou[present].mean()),
+            "mIoU": 100 * _mean_or_nan(iou[present]),
             "fwIoU": 100 * float((iou[present] * weights[present]).sum()),
-            "mAcc": 100 * float(accuracy[present].mean()),
-            "pAcc": 100 * float(true_positive.sum() / total),
+            "mAcc": 100 * _mean_or_nan(accuracy[present]),
+            "pAcc": 100 * float(true_positive.sum() / total) if total else float("nan"),
             "per_class_iou": _percent_or_none(iou),
             "per_class_acc": _percent_or_none(accuracy),
             "class_names": list(self.class_names),
@@ -112,6 +111,10 @@ class SemSegEvaluator:
             "num_pixels": int(total),
             "pruner_recall": recall,
         }
+
+
+def _mean_or_nan(values: np.ndarray) -> float:
+    return float(values.mean()) if values.size else float("nan")
 
 
 def _percent_or_none(values: np.ndarray) -> list[float | None]:

@@ -29,8 +29,8 @@ from dcpclip.atomic import atomic_path, write_text
 from dcpclip.config import ExperimentConfig, pretrained_clip_file
 from dcpclip.data.datasets import read_class_names, training_dataset
 from dcpclip.data.specs import SPECS
-from dcpclip.engine.checkpoint import load_checkpoint, load_trainable_state
-from dcpclip.engine.trainer import MetricsSink, TrainingResult, checked_status, fit, training_device
+from dcpclip.engine.checkpoint import load_checkpoint, load_trainable_state, run_status
+from dcpclip.engine.trainer import MetricsSink, TrainingResult, fit, training_device
 from dcpclip.model.backbone import build_backbone
 from dcpclip.model.recognition import ClipRecognition, recognition_losses
 from dcpclip.model.text_bank import encode_vocabulary
@@ -63,10 +63,10 @@ def exported_record(cfg: ExperimentConfig) -> dict | None:
 
 def pretrain_status(cfg: ExperimentConfig) -> str:
     """"exported" (clip.pt and its record match this config), or the run folder's status: "fresh",
-    "resumable", "done" (trained, not exported); a folder of another config raises RunMismatchError."""
+    "resumable", "done" (trained, not exported), "mismatch" (a run of another identity, retrained from scratch)."""
     if exported_record(cfg) is not None:
         return "exported"
-    return checked_status(paths.pretrain_run_dir(cfg), paths.pretrain_identity(cfg))
+    return run_status(paths.pretrain_run_dir(cfg), paths.fingerprint(paths.pretrain_identity(cfg)))
 
 
 def pretrain_clip(

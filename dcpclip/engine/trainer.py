@@ -8,10 +8,10 @@ trainable parameters, mixed precision on CUDA only (CPU runs fp32, seeded and de
 Resume is exact: the data order is a pure function of (seed, step) (`sampler.py`), and a checkpoint
 (`checkpoint.py`) restores everything else that the next step depends on. Killing the process at any
 moment and calling `fit` again gives the weights an uninterrupted run gives (tested on CPU with
-`torch.equal`). A run folder written with another training config is refused, never overwritten.
+`torch.equal`). A run folder written with another training identity (config or code) is never resumed: its
+checkpoint is discarded, with a warning naming what differs, and the run starts from scratch.
 
-`train_experiment` is the assembly for one `ExperimentConfig`: DCP-CLIP of the variant with its trainable
-CLIP parameters (`dcpclip.model.trainable`), the prepared training set, the 171-name text bank, the losses.
+The assemblies that call `fit` live beside it: `segmenter_training` (DCP-CLIP) and `pretrain` (CLIP).
 """
 
 from __future__ import annotations
@@ -19,46 +19,39 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
-import open_clip
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from dcpclip import paths
-from dcpclip.config import ExperimentConfig
 from dcpclip.config_schema import ConfigError
-from dcpclip.data.datasets import read_class_names, training_dataset
-from dcpclip.data.specs import SPECS
 from dcpclip.engine.checkpoint import (
     CHECKPOINT_NAME,
     RunMismatchError,
     RunStatus,
     clear_done,
+    discard_run,
     exclusive_run,
     load_checkpoint,
     load_trainable_state,
     mark_done,
-    mismatch_message,
     restore_rng_state,
     rng_state,
     run_status,
     save_checkpoint,
+    stale_run_message,
     trainable_state,
 )
 from dcpclip.engine.config import TrainConfig
 from dcpclip.engine.optim import build_optimizer, build_scheduler
 from dcpclip.engine.sampler import StepBatchSampler
-from dcpclip.model.build import build_model
-from dcpclip.model.losses import segmentation_losses
-from dcpclip.model.text_bank import encode_vocabulary
-from dcpclip.model.trainable import set_trainable
-from dcpclip.model.variants import apply_variant, resolve_variant
 
 
 class MetricsSink(Protocol):
@@ -122,12 +115,19 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def checked_status(run_dir: Path, identity: dict) -> RunStatus:
-    """`run_status` of the run folder for this training identity; a mismatch raises `RunMismatchError`."""
+class StaleRunWarning(UserWarning):
+    """A run folder held a checkpoint of another training identity; it was discarded."""
+
+
+def fresh_unless_current(run_dir: Path, identity: dict) -> RunStatus:
+    """`run_status` of the run folder for this training identity, after discarding a checkpoint of
+    another identity (so "mismatch" becomes "fresh"). The caller holds the run's lock."""
     fingerprint = paths.fingerprint(identity)
     status = run_status(run_dir, fingerprint)
     if status == "mismatch":
-        raise RunMismatchError(mismatch_message(run_dir, fingerprint, identity))
+        warnings.warn(stale_run_message(run_dir, fingerprint, identity), StaleRunWarning, stacklevel=3)
+        discard_run(run_dir)
+        return "fresh"
     return status
 
 
@@ -162,7 +162,7 @@ def fit(
     run_dir, device = Path(run_dir), torch.device(device)
     fingerprint = paths.fingerprint(identity)
     with exclusive_run(run_dir):
-        status = checked_status(run_dir, identity)
+        status = fresh_unless_current(run_dir, identity)
         if status == "done":
             return TrainingResult("skipped", run_dir, fingerprint, cfg.iterations, cfg.iterations, 0.0)
 
@@ -273,52 +273,3 @@ def resume(run_dir: Path, model, optimizer, scheduler, scaler, data_position: di
     scaler.load_state_dict(checkpoint["scaler"])
     restore_rng_state(checkpoint["rng"])  # last: nothing after it may draw random numbers
     return checkpoint["step"]
-
-
-def train_experiment(
-    cfg: ExperimentConfig,
-    *,
-    device: torch.device | str | None = None,
-    sink: MetricsSink | None = None,
-    progress: bool = True,
-) -> TrainingResult:
-    """Train the run of `cfg` into `dcpclip.paths.run_dir(cfg)`: skip it when done, resume it when
-    interrupted, refuse a folder of another training config (before anything is built or loaded).
-
-    The model is DCP-CLIP of `cfg.variant` with `head.clip_trainable` CLIP parameters; the data is the
-    prepared training set `cfg.data.train_dataset` with its full vocabulary (171 COCO-Stuff names)."""
-    _, needs_training = resolve_variant(cfg.variant)
-    if not needs_training:
-        raise ValueError(f"variant {cfg.variant!r} is training-free: it has no training run")
-    identity = paths.training_identity(cfg)
-    folder = paths.run_dir(cfg)
-    if checked_status(folder, identity) == "done":
-        return TrainingResult("skipped", folder, paths.fingerprint(identity), cfg.train.iterations,
-                              cfg.train.iterations, 0.0)
-    device = training_device(cfg.train, device)
-
-    spec = SPECS[cfg.data.train_dataset]
-    names = read_class_names(cfg.data.root, spec)
-    dataset = training_dataset(cfg.data.root, spec, cfg.train.crop_size, cfg.seed)
-    head = apply_variant(cfg.head, cfg.variant)
-    torch.manual_seed(cfg.seed)  # the head's initialisation (CLIP has its own init_seed or weights)
-    model = build_model(cfg.backbone, cfg.head, cfg.variant)
-    set_trainable(model, head)
-    tokenizer = open_clip.get_tokenizer(cfg.backbone.arch)
-    text_trains = any(p.requires_grad for p in model.backbone.text_parameters())
-    return fit(
-        model,
-        model.backbone,
-        dataset,
-        lambda: encode_vocabulary(model.backbone, tokenizer, names, cfg.text),  # [171, D]
-        lambda output, targets: segmentation_losses(output, targets, head),
-        cfg.train,
-        seed=cfg.seed,
-        run_dir=folder,
-        identity=identity,
-        text_bank_trains=text_trains,
-        device=device,
-        sink=sink,
-        num_workers=cfg.data.num_workers,
-        progress=progress,
-    )

@@ -21,20 +21,10 @@ import torch.nn.functional as F
 from open_clip.transformer import VisionTransformer, text_global_pool
 from torch import nn
 
+from dcpclip.model.config import BackboneConfig
+
 ARCH_CONFIG_DIR = Path(__file__).parent / "arch_configs"
 open_clip.add_model_config(ARCH_CONFIG_DIR)  # registers "dcpclip-tiny" (registry name = file stem)
-
-
-@dataclasses.dataclass(frozen=True)
-class BackboneConfig:
-    """Which CLIP, which weights, and which encoder blocks feed the decoder."""
-
-    arch: str = "dcpclip-tiny"  # any open_clip architecture name
-    # None: random init (seeded by init_seed); an open_clip tag such as "openai"; or a local checkpoint path.
-    pretrained: str | None = None
-    init_seed: int = 0
-    image_size: int = 64  # training/evaluation window side; must be a multiple of the patch size
-    intermediate_blocks: tuple[int, ...] = (1, 2)  # 0-based block indices for the decoder's skip features
 
 
 @dataclasses.dataclass

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from dcpclip.model.backbone import BackboneConfig, ClipBackbone, build_backbone
+from dcpclip.model.backbone import ClipBackbone, build_backbone
 from dcpclip.model.coarse_segmentation import TextToVisionSegmenter
-from dcpclip.model.config import HeadConfig
+from dcpclip.model.config import BackboneConfig, HeadConfig
 from dcpclip.model.dynamic_text import DynamicText, StaticText
 from dcpclip.model.pruning import CategoryPruner, KeepAll
 from dcpclip.model.refinement import CoarseToFineDecoder

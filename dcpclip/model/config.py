@@ -1,10 +1,31 @@
-"""Hyper-parameters of the DCP-CLIP head. The defaults are the full model; variants are deltas
-(`dcpclip.model.variants`). Every number of `../shared/design/dcp-clip.md` lives here, not in code."""
+"""Hyper-parameters of the model: the CLIP backbone, the text prompts and the DCP-CLIP head. The head's
+defaults are the full model; variants are deltas (`dcpclip.model.variants`). Every number of
+`../shared/design/dcp-clip.md` lives here, not in code. Plain dataclasses only: composing a config imports
+no model code, so a change of model code moves only the identities of the stages that run it."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Literal
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneConfig:
+    """Which CLIP, which weights, and which encoder blocks feed the decoder."""
+
+    arch: str = "dcpclip-tiny"  # any open_clip architecture name
+    # None: random init (seeded by init_seed); an open_clip tag such as "openai"; or a local checkpoint path.
+    pretrained: str | None = None
+    init_seed: int = 0
+    image_size: int = 64  # training/evaluation window side; must be a multiple of the patch size
+    intermediate_blocks: tuple[int, ...] = (1, 2)  # 0-based block indices for the decoder's skip features
+
+
+@dataclasses.dataclass(frozen=True)
+class TextConfig:
+    template_set: Literal["catseg", "imagenet80"] = "catseg"
+    synonyms: Literal["first", "all"] = "first"  # names listing synonyms with ", "
+    batch_size: int = 32  # prompts per text-tower batch (16-64 is fastest on CPU)
 
 
 @dataclasses.dataclass(frozen=True)

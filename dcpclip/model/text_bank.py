@@ -10,12 +10,10 @@ context cut to its longest prompt; prompts are sorted by length first so batches
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Literal
 
 import open_clip
 import torch
@@ -24,17 +22,11 @@ from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 
 from dcpclip.atomic import atomic_path
 from dcpclip.model.backbone import ClipBackbone
+from dcpclip.model.config import TextConfig
 
 CATSEG_TEMPLATES = ("A photo of a {} in the scene",)
 IMAGENET80_TEMPLATES = tuple(t("{}") for t in OPENAI_IMAGENET_TEMPLATES)
 TEMPLATE_SETS = {"catseg": CATSEG_TEMPLATES, "imagenet80": IMAGENET80_TEMPLATES}
-
-
-@dataclasses.dataclass(frozen=True)
-class TextConfig:
-    template_set: Literal["catseg", "imagenet80"] = "catseg"
-    synonyms: Literal["first", "all"] = "first"  # names listing synonyms with ", "
-    batch_size: int = 32  # prompts per text-tower batch (16-64 is fastest on CPU)
 
 
 def class_prompts(name: str, cfg: TextConfig) -> list[str]:

@@ -4,6 +4,7 @@ DVC metrics file. The report and the claims read this table, never the record fi
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -82,8 +83,8 @@ def miou_metrics(summary: pd.DataFrame) -> dict:
     for profile in dict.fromkeys(stats["profile"]):
         single_arch(summary, profile)
     for row in stats.itertuples():
-        nested.setdefault(row.profile, {}).setdefault(row.variant, {})[SPECS[row.benchmark].title] = round(
-            float(row.mean), 2)
+        mean = None if math.isnan(row.mean) else round(float(row.mean), 2)  # null: no labelled pixel
+        nested.setdefault(row.profile, {}).setdefault(row.variant, {})[SPECS[row.benchmark].title] = mean
     return nested
 
 

@@ -34,9 +34,10 @@ class ClaimResult:
 
 
 def mean_miou(summary: pd.DataFrame, profile: str, variant: str) -> dict[str, float]:
-    """Benchmark key -> mIoU % (mean over seeds) of one variant in one profile."""
+    """Benchmark key -> mIoU % (mean over seeds) of one variant in one profile; a benchmark whose mIoU is
+    undefined (a split without a labelled pixel) is left out, i.e. not measured."""
     stats = seed_statistics(summary, "mIoU", profile)
-    stats = stats[stats["variant"] == variant]
+    stats = stats[(stats["variant"] == variant) & stats["mean"].notna()]
     return dict(zip(stats["benchmark"], stats["mean"], strict=True))
 
 

@@ -239,7 +239,8 @@ def _provenance(inputs: _Inputs) -> list[str]:
         "## Provenance",
         f"Git commits: {listed}. " + clip_weights_line(inputs.clip_weights),
         tables.environment_table(inputs.records),
-        "Every record with its config fingerprint, training fingerprint and the command that reproduces it:",
+        "Every record with its fingerprint (config and code it depends on), its training run's fingerprint, "
+        "the digest of the code that computed it and the command that reproduces it:",
         tables.provenance_table(inputs.records),
     ]
 

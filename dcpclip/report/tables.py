@@ -1,11 +1,13 @@
 """Markdown tables of the report (pipe tables via tabulate). Every cell is formatted here, so the same
 table always renders to the same text. A measurement that was not made is the GAP mark, never a
-silent omission; a quantity that does not exist for a variant (recall without a pruner) is NOT_APPLICABLE.
+silent omission; a quantity that does not exist (recall without a pruner, the mIoU of a split without a
+labelled pixel, null in its record) is NOT_APPLICABLE.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 
 import pandas as pd
@@ -30,6 +32,8 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], align:
 
 
 def mean_std(mean: float, std: float, n: int, digits: int = 2) -> str:
+    if math.isnan(mean):  # every seed's value is undefined
+        return NOT_APPLICABLE
     return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if n > 1 else "")
 
 
@@ -88,7 +92,8 @@ def delta_table(summary: pd.DataFrame, profile: str, variants: Sequence[str], re
         deltas = [cells[variant, b][0] - cells[reference, b][0]
                   if (variant, b) in cells and (reference, b) in cells else None for b in BENCHMARK_KEYS]
         mean = sum(deltas) / len(deltas) if None not in deltas else None
-        rows.append([f"`{variant}`", *(GAP if d is None else f"{d:+.2f}" for d in [*deltas, mean])])
+        rows.append([f"`{variant}`", *(GAP if d is None else NOT_APPLICABLE if math.isnan(d) else f"{d:+.2f}"
+                                       for d in [*deltas, mean])])
     return markdown_table(["variant", *TITLES, "mean"], rows)
 
 
@@ -187,8 +192,8 @@ def provenance_table(records: Sequence[Record]) -> str:
         seed = str(r.seed) if isinstance(r, EvalRecord) else GAP
         train = (r.train_fingerprint or GAP) if isinstance(r, EvalRecord) else GAP
         rows.append([r.kind, r.profile, r.arch, f"`{r.variant}`", seed, SPECS[r.benchmark].title,
-                     r.config_fingerprint, train, r.environment.get("git_commit") or GAP, labels[stamp],
+                     r.config_fingerprint, train, r.code_digest, r.environment.get("git_commit") or GAP, labels[stamp],
                      f"`{r.command}`"])
-    headers = ["record", "profile", "arch", "variant", "seed", "benchmark", "config", "training",
+    headers = ["record", "profile", "arch", "variant", "seed", "benchmark", "config", "training", "code",
                "git commit", "env", "command"]
     return markdown_table(headers, rows, "l" * len(headers))

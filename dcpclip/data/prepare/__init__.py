@@ -2,14 +2,21 @@
 definition files included), convert every image and label by the protocol's rules into a temporary
 folder, check the image counts, write `classes.json` and `manifest.json`, then rename the folder into place.
 On any error nothing is left under the prepared root.
+
+A prepared dataset whose manifest carries this preparation's fingerprint (the verified source hashes, the
+expected counts and the code of the prepare stage, `dcpclip.code_digest`) is up to date and left as it is,
+so a change of a training or evaluation setting never prepares the data again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
 
+from dcpclip import paths
+from dcpclip.code_digest import code_identity
 from dcpclip.data.config import DataConfig
 from dcpclip.data.definitions import read_names
 from dcpclip.data.errors import DataError
@@ -52,9 +59,38 @@ def histogram_summary(histogram: dict[int, int], ignore_value: int) -> dict:
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    manifest: dict  # the dataset's manifest.json
+    redone: bool  # False: the folder was up to date and left untouched
+
+
+def preparation_fingerprint(dataset: str, registry: Registry, fetched: dict) -> str:
+    """What the prepared files are a function of: the sources by verified hash, the accepted counts and
+    the prepare stage's code."""
+    return paths.fingerprint({
+        "dataset": dataset,
+        "origin": registry.origin,
+        "expected_images": {split: list(n) for split, n in registry.expected_images[dataset].items()},
+        "sources": {key: f.verified_hash for key, f in sorted(fetched.items())},
+        "code": code_identity(paths.PREPARE_CODE),
+    })
+
+
+def up_to_date_manifest(folder: Path, fingerprint: str) -> dict | None:
+    try:
+        record = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("preparation_fingerprint") != fingerprint:
+        return None
+    return record if (folder / "classes.json").is_file() else None
+
+
 def manifest(dataset: str, registry: Registry, splits: dict[str, SplitResult], fetched: dict) -> dict:
     spec = SPECS[dataset]
     return {
+        "preparation_fingerprint": preparation_fingerprint(dataset, registry, fetched),
         "dataset": dataset,
         "title": spec.title,
         "origin": registry.origin,
@@ -77,20 +113,24 @@ def prepare_dataset(
     registry: Registry | None = None,
     lock_path: Path = LOCK_PATH,
     progressbar: bool = True,
-) -> dict:
-    """Fetch, convert and check `dataset` into `<cfg.root>/<dataset>/`; returns its manifest."""
+) -> Prepared:
+    """Fetch, convert and check `dataset` into `<cfg.root>/<dataset>/` unless it is up to date there."""
     if dataset not in PREPARERS:
         raise DataError(f"unknown dataset {dataset!r} (known: {', '.join(PREPARERS)})")
     registry = registry or registry_for(cfg)
     fetched = fetch_dataset(dataset, cfg, registry=registry, lock_path=lock_path, progressbar=progressbar)
     spec = SPECS[dataset]
+    folder = Path(cfg.root) / dataset
+    current = up_to_date_manifest(folder, preparation_fingerprint(dataset, registry, fetched))
+    if current is not None:
+        return Prepared(current, redone=False)
     names = read_names(fetched[names_source(dataset)].path, spec.num_prompts)
     extract_root = Path(cfg.extract_root or Path(cfg.raw_root).parent / "extracted")
     inputs = Inputs(fetched, extract_root=extract_root, workers=cfg.num_workers)
-    with atomic_dir(Path(cfg.root) / dataset) as tmp:
+    with atomic_dir(folder) as tmp:
         splits = PREPARERS[dataset](inputs, tmp)
         check_counts(dataset, splits, dict(registry.expected_images[dataset]))
         record = manifest(dataset, registry, splits, fetched)
         (tmp / "classes.json").write_text(json.dumps(names, indent=1, ensure_ascii=False) + "\n")
         (tmp / "manifest.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-    return record
+    return Prepared(record, redone=True)

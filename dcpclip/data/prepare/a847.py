@@ -11,7 +11,8 @@ facts only):
 - the 847 ids of the pinned `ADE20K_SEM_SEG_FULL_CATEGORIES` list map to their trainId 0..846, every other
   id to 65535; uint16 TIFF.
 - every image, resized or not, is re-saved as JPEG with Pillow's default quality.
-The pickle is loaded with an unpickler that only admits numpy arrays and plain containers.
+The pickle (its protocol is not documented) is loaded with an unpickler that admits numpy arrays of any
+pickle protocol, 0 to 5, and plain containers, and refuses every other callable.
 """
 
 from __future__ import annotations
@@ -56,6 +57,13 @@ _PICKLE_GLOBALS = {
 }
 
 
+def _latin1_bytes(text: str, encoding: str) -> bytes:
+    """What protocols 0-2 pickle numpy's raw bytes as: `_codecs.encode(text, "latin1")`, and nothing else."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"refusing _codecs.encode({type(text).__name__}, {encoding!r})")
+    return text.encode("latin1")
+
+
 def resized_size(height: int, width: int) -> tuple[int, int] | None:
     """(H, W) after the short-side-512 rule, or None when the image is kept at its size."""
     if width >= height > MAX_SHORT_SIDE:
@@ -80,6 +88,8 @@ def train_id_table(categories: list[dict]) -> np.ndarray:
 
 class _IndexUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_bytes
         if (module, name) not in _PICKLE_GLOBALS:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
         return super().find_class(module, name)
