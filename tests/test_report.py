@@ -368,7 +368,10 @@ def test_stages_run_from_the_records_on_disk(tmp_path, capsys):
         write_record(record, results / record.kind / f"{i:03d}.json")
     write_curves(tmp_path / "runs")
     assert aggregate_stage.main(["--results", str(results), "--summary", str(results / "summary.csv"),
-                                 "--metrics", str(results / "metrics.json")]) == 0
+                                 "--metrics", str(results / "metrics"), "--runs", str(tmp_path / "runs"),
+                                 "--curves", str(results / "curves")]) == 0
+    # every path given: the stage writes nothing into the repository's own results/curves
+    assert f"0 loss curves in {results / 'curves'}/offline/" in capsys.readouterr().out
     weights = tmp_path / "models" / "offline" / "dcpclip-tiny" / "clip.json"  # the pretrain stage's record
     weights.parent.mkdir(parents=True)
     weights.write_text(json.dumps({"kind": "pretrained-clip", "arch": "dcpclip-tiny", "pretrained_here": True,
