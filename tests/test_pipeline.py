@@ -197,9 +197,10 @@ def test_dvc_repro_runs_the_offline_profile_then_redoes_exactly_what_a_code_chan
     # every stage that imports dcpclip/model/rescoring.py, and what reads their outputs; data and the
     # pre-trained CLIP (which do not import it) are kept
     assert stages_run(third) == ["train", "evaluate", "flops", "aggregate", "report"], third
-    trained = [v for v in cfg.grid.variants if variants.resolve_variant(v)[1]]
-    assert jobs_run(third) == {"train": (len(trained), len(trained)),
-                               "evaluate": (len(cfg.grid.variants), len(cfg.grid.variants)),
+    # every job of the three stages: trained variant x seed, variant x seed x benchmark, variant
+    trained = len([v for v in cfg.grid.variants if variants.resolve_variant(v)[1]]) * len(cfg.grid.seeds)
+    evaluated = len(cfg.grid.variants) * len(cfg.grid.seeds) * len(cfg.data.benchmarks)
+    assert jobs_run(third) == {"train": (trained, trained), "evaluate": (evaluated, evaluated),
                                "flops": (len(cfg.grid.variants), len(cfg.grid.variants))}, third
     assert weights.stat().st_mtime_ns == weights_written
     assert {p: p.stat().st_mtime_ns for p in manifests} == manifests
