@@ -42,7 +42,8 @@ PREPARE_CODE, PRETRAIN_CODE, TRAIN_CODE, EVAL_CODE, FLOPS_CODE = (
 
 def pretrain_identity(cfg: ExperimentConfig) -> dict:
     """Everything that changes the pre-trained CLIP weights (`dcpclip.engine.pretrain`), its code included."""
-    backbone = {k: v for k, v in to_dict(cfg.backbone).items() if k in ("arch", "init_seed", "image_size")}
+    kept = ("arch", "init_seed", "quick_gelu", "image_size")
+    backbone = {k: v for k, v in to_dict(cfg.backbone).items() if k in kept}
     pretrain = to_dict(cfg.pretrain)
     pretrain["train"] = {k: v for k, v in pretrain["train"].items() if k not in ("log_every", "threads")}
     del pretrain["dir"]

@@ -66,7 +66,7 @@ def test_openai_weights_offline_fail_fast_with_the_fix(monkeypatch):
 
     monkeypatch.setattr(backbone, "_hub_reachable", lambda timeout_s=3.0: False)
     with pytest.raises(PretrainedWeightsUnavailable, match="backbone.pretrained=/path/to"):
-        build_backbone(BackboneConfig(arch="ViT-B-16", pretrained="openai"))
+        build_backbone(BackboneConfig(arch="ViT-B-16", pretrained="openai", quick_gelu=True))
 
 
 def test_local_checkpoint_path_loads_those_weights(tmp_path, tiny_backbone):

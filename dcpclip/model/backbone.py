@@ -18,9 +18,11 @@ from pathlib import Path
 import open_clip
 import torch
 import torch.nn.functional as F
+from open_clip.pretrained import get_pretrained_cfg
 from open_clip.transformer import VisionTransformer, text_global_pool
 from torch import nn
 
+from dcpclip.model.clip_checkpoint import load_clip_checkpoint
 from dcpclip.model.config import BackboneConfig
 
 ARCH_CONFIG_DIR = Path(__file__).parent / "arch_configs"
@@ -121,14 +123,15 @@ def build_backbone(cfg: BackboneConfig) -> ClipBackbone:
     if pretrained is None:
         with torch.random.fork_rng():
             torch.manual_seed(cfg.init_seed)
-            clip = open_clip.create_model(cfg.arch, pretrained=None)
+            clip = open_clip.create_model(cfg.arch, pretrained=None, force_quick_gelu=cfg.quick_gelu)
     elif os.path.sep in pretrained or Path(pretrained).suffix in {".pt", ".pth", ".bin", ".safetensors"}:
         if not Path(pretrained).is_file():
             raise FileNotFoundError(
                 f"backbone.pretrained: checkpoint file {pretrained} does not exist (a CLIP pre-trained here, as in "
                 "the offline profile, is made by `python -m experiments.pretrain` with the same overrides)"
             )
-        clip = open_clip.create_model(cfg.arch, pretrained=pretrained)
+        clip = open_clip.create_model(cfg.arch, pretrained=None, force_quick_gelu=cfg.quick_gelu)
+        load_clip_checkpoint(clip, Path(pretrained), cfg.arch, cfg.quick_gelu)
     else:
         known = open_clip.list_pretrained_tags_by_model(cfg.arch)
         if pretrained not in known:
@@ -136,14 +139,21 @@ def build_backbone(cfg: BackboneConfig) -> ClipBackbone:
                 f"backbone.pretrained: {pretrained!r} is not an open_clip tag for {cfg.arch} "
                 f"(known: {', '.join(known) or 'none'}); or pass a local checkpoint path"
             )
+        trained_with = bool(get_pretrained_cfg(cfg.arch, pretrained).get("quick_gelu", False))
+        if trained_with != cfg.quick_gelu:  # open_clip only warns, and the embeddings come out wrong
+            raise ValueError(
+                f"backbone.quick_gelu={str(cfg.quick_gelu).lower()}, but {cfg.arch}/{pretrained} was trained with "
+                f"{'QuickGELU' if trained_with else 'GELU'}: set backbone.quick_gelu={str(trained_with).lower()}"
+            )
         how = (
             f"Without network access, download the checkpoint elsewhere and pass its path: "
-            f"backbone.pretrained=/path/to/{cfg.arch}-{pretrained}.bin"
+            f"backbone.pretrained=/path/to/{cfg.arch}-{pretrained}.pt"
         )
         if not _hub_reachable():  # fail in seconds instead of after the hub client's minute of retries
             raise PretrainedWeightsUnavailable(f"{cfg.arch}/{pretrained}: {HUB_HOST} is unreachable. {how}")
         try:
-            clip = open_clip.create_model(cfg.arch, pretrained=pretrained, require_pretrained=True)
+            clip = open_clip.create_model(cfg.arch, pretrained=pretrained, require_pretrained=True,
+                                          force_quick_gelu=cfg.quick_gelu)
         except Exception as err:  # network errors come in many types from hf_hub / urllib
             raise PretrainedWeightsUnavailable(
                 f"could not load open_clip weights {cfg.arch}/{pretrained} ({type(err).__name__}: {err}). {how}"

@@ -17,6 +17,9 @@ class BackboneConfig:
     # None: random init (seeded by init_seed); an open_clip tag such as "openai"; or a local checkpoint path.
     pretrained: str | None = None
     init_seed: int = 0
+    # QuickGELU activations (x * sigmoid(1.702 x)), as OpenAI's CLIPs were trained with; open_clip's plain
+    # arch names (ViT-B-16) use GELU, which with OpenAI's weights gives subtly wrong embeddings
+    quick_gelu: bool = False
     image_size: int = 64  # training/evaluation window side; must be a multiple of the patch size
     intermediate_blocks: tuple[int, ...] = (1, 2)  # 0-based block indices for the decoder's skip features
 
