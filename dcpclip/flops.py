@@ -49,7 +49,8 @@ MATMUL_OPERATORS = frozenset(
 CHEAP_OPERATORS = frozenset(
     """aten::add aten::amax aten::argmax aten::clamp_min aten::div aten::embedding aten::exp aten::expand_as
     aten::gelu aten::linalg_vector_norm aten::mean aten::mul aten::numpy_T aten::scatter aten::scatter_
-    aten::sigmoid aten::softmax aten::sort aten::sub aten::sum aten::topk aten::unflatten aten::upsample_bicubic2d""".split()
+    aten::sigmoid aten::softmax aten::sort aten::sub aten::sum aten::topk aten::unflatten
+    aten::upsample_bicubic2d""".split()
 )
 
 

@@ -22,6 +22,10 @@ from experiments.cli import add_override_arguments, overrides_from_args
 from experiments.compose import compose_config
 
 REPO = Path(__file__).resolve().parent.parent
+# How often Tune restarts a failed trial before the stage reports it: a trial whose worker or node dies
+# (a lost cluster machine) is retried on the nodes left, where its job resumes from its own last checkpoint.
+# A job that fails by itself (a bad config, a held run lock) fails the same way on each retry.
+TRIAL_RETRIES = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,8 +65,11 @@ def _call(function: str, overrides: list[str]) -> dict:
 
 
 def _trial(config: dict) -> None:
+    import ray
     from ray import tune
 
+    if not ray.get_gpu_ids():  # Ray leaves a GPU-less trial every GPU of its node: it would use cuda:0 unasked
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
     os.chdir(config["cwd"])  # every config path is relative to the repository root
     if config["cwd"] not in sys.path:
         sys.path.insert(0, config["cwd"])
@@ -103,7 +110,8 @@ def run_jobs(jobs: list[Job], resources: Resources, storage: Path, stage: str) -
             "cwd": cwd,
         },
         tune_config=tune.TuneConfig(max_concurrent_trials=resources.max_concurrent or None, reuse_actors=True),
-        run_config=tune.RunConfig(name=stage, storage_path=str(storage.resolve()), verbose=0),
+        run_config=tune.RunConfig(name=stage, storage_path=str(storage.resolve()), verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES)),
     )
     grid = tuner.fit()
     outcomes = []
@@ -144,13 +152,14 @@ def run_stage(stage: str, jobs: list[Job], pending: list[bool], resources: Resou
 
 
 def stage_main(stage: str, description: str, plan: Callable[[list[str]], tuple[list[Job], list[bool]]],
-               argv: list[str] | None) -> int:
+               argv: list[str] | None, uses_gpu: bool = True) -> int:
     """The command line of a fan-out stage: overrides (and --params) -> plan the jobs -> run the pending
-    ones with the grid's per-trial resources."""
+    ones with the grid's per-trial resources (no GPU for a stage that runs on the CPU: `uses_gpu`)."""
     parser = argparse.ArgumentParser(description=description)
     add_override_arguments(parser)
     overrides = overrides_from_args(parser.parse_args(argv))
     cfg = compose_config(overrides)
     jobs, pending = plan(overrides)
-    resources = Resources(cfg.grid.cpus_per_trial, cfg.grid.gpus_per_trial, cfg.grid.max_concurrent)
+    gpus = cfg.grid.gpus_per_trial if uses_gpu else 0.0
+    resources = Resources(cfg.grid.cpus_per_trial, gpus, cfg.grid.max_concurrent)
     return run_stage(stage, jobs, pending, resources, paths.ray_storage_dir(cfg))

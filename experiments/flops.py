@@ -98,8 +98,9 @@ def flops_record(cfg: ExperimentConfig, profile: str, spec: DatasetSpec, per_ima
 def counting_fingerprint(cfg: ExperimentConfig) -> str:
     """What a count depends on: the architecture, the variant's head, the evaluation geometry and the code
     the flops stage runs."""
+    geometry = dataclasses.replace(cfg.eval, amp=False)  # the precision does not change the count
     return paths.fingerprint({"backbone": cfg.backbone, "head": apply_variant(cfg.head, cfg.variant),
-                              "eval": cfg.eval, "code": code_identity(paths.FLOPS_CODE)})
+                              "eval": geometry, "code": code_identity(paths.FLOPS_CODE)})
 
 
 def stale_benchmarks(cfg: ExperimentConfig, record_path) -> list[str]:

@@ -33,7 +33,7 @@ def flops_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return stage_main("flops", __doc__.splitlines()[0], flops_jobs, argv)
+    return stage_main("flops", __doc__.splitlines()[0], flops_jobs, argv, uses_gpu=False)  # fvcore traces on CPU
 
 
 if __name__ == "__main__":

@@ -15,6 +15,9 @@ from dcpclip.engine.inference import (
     pruner_recall,
     resized_argmax,
 )
+from dcpclip.paths import evaluation_fingerprint
+from experiments.compose import compose_config
+from experiments.flops import counting_fingerprint
 
 
 @dataclasses.dataclass
@@ -247,3 +250,14 @@ def test_carrying_only_the_kept_classes_changes_no_label(mode, seg_loss):
         labels = predict_labels(model, image, text_bank, settings, (120, 160)).labels
         assert torch.equal(labels, predict_labels(every_class, image, text_bank, settings, (120, 160)).labels)
         assert compact.kept[labels].all()
+
+
+def test_the_paper_profile_evaluates_under_bf16_autocast_and_the_offline_one_does_not():
+    paper, offline = compose_config(["profile=paper"]), compose_config([])
+    settings = [InferenceSettings.from_config(c.eval, c.backbone.image_size, "ce", 16) for c in (paper, offline)]
+    assert [s.amp for s in settings] == [True, False]
+    # the precision is part of what an evaluation is keyed on, not of what a FLOP count is
+    assert evaluation_fingerprint(paper) != evaluation_fingerprint(dataclasses.replace(
+        paper, eval=dataclasses.replace(paper.eval, amp=False)))
+    assert counting_fingerprint(paper) == counting_fingerprint(dataclasses.replace(
+        paper, eval=dataclasses.replace(paper.eval, amp=False)))

@@ -246,6 +246,17 @@ def test_presence_starts_at_the_prior_and_centring_keeps_the_ranking(tiny):
         make(tiny, "full", presence_prior=1.0)
 
 
+@torch.no_grad()
+def test_presence_is_ranked_in_fp32_under_bf16_autocast(tiny):
+    model = make(tiny, "full").eval()
+    features, bank = model.backbone.encode_image(random_images()), random_bank(847)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the same autocast as CUDA's, on the CPU
+        under_amp = model.pruner.presence_logits(features, bank.bfloat16())
+    assert under_amp.dtype == torch.float32
+    # bf16 features would tie near-equal classes; fp32 cues on the same inputs rank exactly as without AMP
+    assert torch.allclose(under_amp, model.pruner.presence_logits(features, bank.bfloat16().float()), atol=1e-5)
+
+
 def test_training_forces_every_ground_truth_class_in(tiny):
     model = make(tiny, "full").eval()
     images, bank = random_images(), random_bank(171)

@@ -74,26 +74,23 @@ def load_trained_weights(model: nn.Module, run_dir: str | Path) -> int:
 
 
 # ---- RNG ----------------------------------------------------------------------------------------------
-def rng_state() -> dict[str, Any]:
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """Every generator the next step may draw from: the CPU's, numpy's, Python's, and the CUDA generator of
+    the training device only (a Ray trial sees one GPU; its resume alone may see eight)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
                   "has_gauss": has_gauss, "cached_gaussian": cached},
         "python": random.getstate(),
     }
 
 
-def restore_rng_state(state: dict[str, Any]) -> None:
+def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        if len(state["cuda"]) != torch.cuda.device_count():
-            raise RuntimeError(
-                f"checkpoint has RNG states of {len(state['cuda'])} CUDA devices, this machine has "
-                f"{torch.cuda.device_count()}: resume on the same device set for an exact continuation"
-            )
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if state["cuda"] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
     np_state = state["numpy"]
     np.random.set_state((np_state["kind"], np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
                          np_state["has_gauss"], np_state["cached_gaussian"]))

@@ -34,6 +34,9 @@ class EvalConfig:
     window_stride: int = 256  # offset of the 2 x 2 windows in the squashed (window + stride)^2 image
     max_images: int | None = None  # cap per benchmark (None: the whole split)
     flops_images: int = 20  # evaluation images whose GMACs are averaged per (variant, benchmark)
+    # bf16 autocast of the model's forward on CUDA (the pruner's ranking and the merged probabilities stay
+    # fp32); no effect on the CPU
+    amp: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -52,6 +52,7 @@ class InferenceSettings:
     stride: int  # offset between sliding windows
     seg_loss: Literal["ce", "bce"]  # how the head was trained: softmax or sigmoid probabilities
     size_divisor: int = 1  # whole mode pads each side to a multiple of this (the patch size)
+    amp: bool = False  # bf16 autocast of the model's forward when the views are on CUDA
 
     def __post_init__(self):
         if self.mode not in ("sliding", "whole"):
@@ -69,7 +70,7 @@ class InferenceSettings:
     ) -> InferenceSettings:
         """`window` = backbone.image_size; `seg_loss` from the (variant-resolved) head config;
         `size_divisor` = the backbone's patch size."""
-        return cls(eval_cfg.mode, window, eval_cfg.window_stride, seg_loss, size_divisor)
+        return cls(eval_cfg.mode, window, eval_cfg.window_stride, seg_loss, size_divisor, eval_cfg.amp)
 
 
 @dataclasses.dataclass
@@ -173,11 +174,12 @@ def resized_argmax(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def _run(
-    model: Model, views: torch.Tensor, text_bank: torch.Tensor
+    model: Model, views: torch.Tensor, text_bank: torch.Tensor, amp: bool
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """views [V, 3, s, s'] -> (logits resized to the views' size [V, C', s, s'] of the classes carried on,
     those classes [C'] (None: all C), [C] bool kept by any view (None: the model reports no pruning))."""
-    output = model(views, text_bank)
+    with torch.autocast(views.device.type, dtype=torch.bfloat16, enabled=amp and views.is_cuda):
+        output = model(views, text_bank)
     logits = output.logits
     expected = (views.shape[0], text_bank.shape[0])
     if logits.dim() != 4 or tuple(logits.shape[:2]) != expected:
@@ -221,7 +223,7 @@ def _offsets(stride: int) -> list[tuple[int, int]]:
 def _whole_image(model: Model, image: torch.Tensor, text_bank: torch.Tensor, settings: InferenceSettings):
     _, height, width = image.shape
     padded = model_views(image, settings)  # [1, 3, h+, w+]
-    logits, classes, kept = _run(model, padded, text_bank)  # [1, C', h+, w+]
+    logits, classes, kept = _run(model, padded, text_bank, settings.amp)  # [1, C', h+, w+]
     probabilities = class_probabilities(logits[:, :, :height, :width], settings.seg_loss)[0]  # [C', h, w]
     return Inference(probabilities, 1, kept, classes)
 
@@ -231,7 +233,7 @@ def _sliding_window(model: Model, image: torch.Tensor, text_bank: torch.Tensor, 
     side = window + stride
     offsets = _offsets(stride)
     views = model_views(image, settings)  # [5, 3, window, window]
-    logits, classes, kept = _run(model, views, text_bank)  # [5, C', window, window]
+    logits, classes, kept = _run(model, views, text_bank, settings.amp)  # [5, C', window, window]
     probabilities = class_probabilities(logits, settings.seg_loss)
     del logits  # without pruning, 847 classes at 384 x 384 are 2.5 GB
 

@@ -173,7 +173,7 @@ def fit(
         scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16)
         data_position = {"seed": seed, "batch_size": cfg.batch_size, "dataset_size": len(dataset)}
         if status == "resumable":
-            start = resume(run_dir, model, optimizer, scheduler, scaler, data_position)
+            start = resume(run_dir, model, optimizer, scheduler, scaler, data_position, device)
         else:
             start = 0
             clear_done(run_dir)
@@ -188,7 +188,7 @@ def fit(
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(),
-                "rng": rng_state(),
+                "rng": rng_state(device),
                 "data": {**data_position, "next_step": step},
             })
 
@@ -258,7 +258,7 @@ def fit(
     return TrainingResult("resumed" if start else "trained", run_dir, fingerprint, start, step, seconds)
 
 
-def resume(run_dir: Path, model, optimizer, scheduler, scaler, data_position: dict) -> int:
+def resume(run_dir: Path, model, optimizer, scheduler, scaler, data_position: dict, device: torch.device) -> int:
     """Restore everything the next step depends on from <run_dir>/checkpoint.pt; returns its step."""
     checkpoint = load_checkpoint(run_dir)
     stored_position = {k: checkpoint["data"][k] for k in data_position}
@@ -271,5 +271,5 @@ def resume(run_dir: Path, model, optimizer, scheduler, scaler, data_position: di
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
     scaler.load_state_dict(checkpoint["scaler"])
-    restore_rng_state(checkpoint["rng"])  # last: nothing after it may draw random numbers
+    restore_rng_state(checkpoint["rng"], device)  # last: nothing after it may draw random numbers
     return checkpoint["step"]

@@ -68,14 +68,17 @@ class CategoryPruner(nn.Module):
         nn.init.constant_(self.calibration.bias, math.log(prior / (1 - prior)))
 
     def presence_logits(self, features: ImageFeatures, text_bank: torch.Tensor) -> torch.Tensor:
-        """-> [B, C] calibrated presence scores; text_bank [C, D] L2-normalised."""
-        image = F.normalize(features.global_embedding, dim=-1)  # [B, D]
-        dense = F.normalize(features.dense.flatten(2), dim=1)  # [B, D, h*w]
-        image_similarity = image @ text_bank.T  # [B, C]
-        dense_similarity = torch.einsum("cd,bdn->bcn", text_bank, dense).amax(dim=-1)  # [B, C]
-        cues = torch.stack([image_similarity, dense_similarity], dim=-1)  # [B, C, 2]
-        cues = cues - cues.mean(dim=1, keepdim=True)  # relative to the image's average class
-        return self.calibration(cues).squeeze(-1)
+        """-> [B, C] calibrated presence scores, fp32 even under autocast: top-K ranks them, and bf16 spaces
+        cosines ~0.004 apart, so near-equal classes would tie; text_bank [C, D] L2-normalised."""
+        with torch.autocast(text_bank.device.type, enabled=False):
+            text_bank = text_bank.float()
+            image = F.normalize(features.global_embedding.float(), dim=-1)  # [B, D]
+            dense = F.normalize(features.dense.flatten(2).float(), dim=1)  # [B, D, h*w]
+            image_similarity = image @ text_bank.T  # [B, C]
+            dense_similarity = torch.einsum("cd,bdn->bcn", text_bank, dense).amax(dim=-1)  # [B, C]
+            cues = torch.stack([image_similarity, dense_similarity], dim=-1)  # [B, C, 2]
+            cues = cues - cues.mean(dim=1, keepdim=True)  # relative to the image's average class
+            return self.calibration(cues).squeeze(-1)
 
     def forward(
         self, features: ImageFeatures, text_bank: torch.Tensor, present: torch.Tensor | None, force: bool
