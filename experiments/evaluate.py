@@ -58,17 +58,17 @@ def label_names(prompt_names: list[str], spec: DatasetSpec) -> list[str]:
     return unique
 
 
-def load_model(cfg: ExperimentConfig, device: torch.device) -> torch.nn.Module:
-    """The variant's model with its trained weights (training-free variants need none)."""
+def load_model(cfg: ExperimentConfig, device: torch.device, train_command: str) -> torch.nn.Module:
+    """The variant's model with its trained weights (training-free variants need none); `train_command`
+    (the same overrides) is what an unfinished run's error tells to run."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.backbone, cfg.head, cfg.variant)
     if resolve_variant(cfg.variant)[1]:
         folder = paths.run_dir(cfg)
         status = run_status(folder, paths.training_fingerprint(cfg))
         if status != "done":
-            train = shlex.join(["python", "-m", "experiments.train", f"profile={cfg.profile}",
-                                f"variant={cfg.variant}", f"seed={cfg.seed}"])
-            raise RunNotTrained(f"{folder}: run is {status}, not trained with this config; train it: {train}")
+            raise RunNotTrained(f"{folder}: run is {status}, not trained with this config and code; train it: "
+                                f"{train_command}")
         set_trainable(model, apply_variant(cfg.head, cfg.variant))  # the checkpoint holds the trainable state
         load_trained_weights(model, folder)
     return model.eval().to(device)
@@ -146,7 +146,7 @@ def evaluate(cfg: ExperimentConfig, command: str, progress: bool = False) -> dic
     if not pending:
         return outcome
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_model(cfg, device)
+    model = load_model(cfg, device, command.replace("-m experiments.evaluate", "-m experiments.train", 1))
     cache = TextBankCache(paths.text_cache_dir(cfg), cfg.backbone.arch)
     for key in pending:
         record = evaluate_benchmark(model, cfg, SPECS[key], cache, device, command, progress)

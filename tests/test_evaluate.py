@@ -39,3 +39,11 @@ def test_a_split_without_a_labelled_pixel_warns_and_records_null_metrics(overrid
     assert record.code_digest == code_digest(paths.EVAL_CODE)
     assert evaluate.main(overrides) == 0  # the record is current: nothing is redone
     assert "PAS-20: up to date" in capsys.readouterr().out
+
+
+def test_an_untrained_run_is_an_error_whose_training_command_keeps_every_override(overrides, tmp_path, capsys):
+    trained = [o for o in overrides if o != "variant=zero_shot"] + [f"runs_dir={tmp_path}/runs", "variant=no_dual"]
+    assert evaluate.main(trained) == 1
+    error = capsys.readouterr().err
+    assert "run is fresh, not trained with this config and code; train it: python -m experiments.train " in error
+    assert all(o in error.split("train it: ", 1)[1].splitlines()[0] for o in trained)
