@@ -21,7 +21,7 @@ from dcpclip.code_digest import code_identity
 from dcpclip.config import ExperimentConfig
 from dcpclip.config_schema import to_dict
 from dcpclip.model.variants import apply_variant
-from dcpclip.records import PAPER_ARCH_PROFILE
+from dcpclip.profiles import PAPER_ARCH_PROFILE
 
 
 def fingerprint(obj) -> str:
@@ -99,7 +99,7 @@ def flops_record_path(cfg: ExperimentConfig, benchmark: str) -> Path:
 
 def paper_arch_flops_record_path(cfg: ExperimentConfig, benchmark: str) -> Path:
     """FLOPs of a paper architecture (`cfg` composed with it) counted by the offline pipeline at the
-    protocol's resolution: its own profile folder, one folder per architecture (`dcpclip.records`)."""
+    protocol's resolution: its own profile folder, one folder per architecture (`dcpclip.profiles`)."""
     return Path(cfg.results_dir) / "flops" / PAPER_ARCH_PROFILE / cfg.backbone.arch / cfg.variant / f"{benchmark}.json"
 
 

@@ -36,11 +36,10 @@ from dcpclip.atomic import write_text
 from dcpclip.config_schema import ConfigError, from_dict, to_dict
 from dcpclip.data.specs import SPECS
 from dcpclip.model.variants import VARIANTS, resolve_variant
+from dcpclip.profiles import EVAL_PROFILES, FLOPS_PROFILES
 
-SCHEMA_VERSION = 2  # 2: code_digest (the code that computed the record)
-EVAL_PROFILES = ("offline", "paper")  # = ExperimentConfig.profile (a test keeps them equal)
-PAPER_ARCH_PROFILE = "paper-arch"  # paper architectures counted by the offline profile (FLOP records only)
-FLOPS_PROFILES = (*EVAL_PROFILES, PAPER_ARCH_PROFILE)
+SCHEMA_VERSION = 3  # 2: code_digest (the code that computed the record); 3: data_source, clip_weights
+DATA_SOURCES = ("real", "synthetic")  # = DataConfig.source
 BENCHMARK_KEYS = tuple(key for key, spec in SPECS.items() if spec.split == "val")
 
 
@@ -81,6 +80,8 @@ class EvalRecord:
     num_classes: int  # label classes the mIoU is over
     num_prompts: int  # class names given to the model (59 for PAS-20b's 21 classes)
     num_images: int
+    data_source: str  # one of DATA_SOURCES: the real split or synthetic images in its format
+    clip_weights: str | None  # backbone.pretrained: an open_clip tag, a checkpoint path; null = random init
     inference: InferenceSettings
     metrics: SegmentationMetrics
     per_class_iou: dict[str, float | None]  # label class name -> IoU %, null if absent from the ground truth
@@ -146,6 +147,8 @@ def record_problems(record: Record) -> list[str]:
 
 def _eval_problems(record: EvalRecord, spec, trains: bool | None) -> list[str]:
     problems = []
+    if record.data_source not in DATA_SOURCES:
+        problems.append(f"data_source: {record.data_source!r} is not one of {', '.join(DATA_SOURCES)}")
     expected = {"split": spec.split, "num_classes": spec.num_classes, "num_prompts": spec.num_prompts}
     for key, value in expected.items():
         if getattr(record, key) != value:

@@ -10,7 +10,8 @@ import shutil
 from pathlib import Path
 
 from dcpclip.atomic import write_text
-from dcpclip.records import EVAL_PROFILES, load_records
+from dcpclip.profiles import EVAL_PROFILES
+from dcpclip.records import load_records
 from dcpclip.report.aggregate import write_aggregate
 from dcpclip.report.curves import load_training_curves
 

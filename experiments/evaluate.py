@@ -124,6 +124,8 @@ def evaluate_benchmark(model, cfg: ExperimentConfig, spec: DatasetSpec, cache: T
         num_classes=spec.num_classes,
         num_prompts=spec.num_prompts,
         num_images=count,
+        data_source=cfg.data.source,
+        clip_weights=cfg.backbone.pretrained,
         inference=RecordedInference(cfg.eval.mode, cfg.eval.short_side, cfg.backbone.image_size,
                                     cfg.eval.window_stride, views),
         metrics=SegmentationMetrics(*(None if math.isnan(metrics[key]) else metrics[key]

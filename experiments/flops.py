@@ -34,11 +34,10 @@ from dcpclip.flops import FlopCount, count_gmacs
 from dcpclip.model.build import build_model
 from dcpclip.model.trainable import set_trainable
 from dcpclip.model.variants import apply_variant
+from dcpclip.profiles import PAPER_ARCH_PROFILE
 from dcpclip.records import FlopsRecord, RecordError, load_record, write_record
 from experiments.cli import add_override_arguments, failed, overrides_from_args
 from experiments.compose import compose_config
-
-PAPER_ARCH_PROFILE = "paper-arch"
 
 
 def paper_arch_config(cfg: ExperimentConfig, model_option: str) -> ExperimentConfig:

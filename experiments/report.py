@@ -8,7 +8,8 @@ import argparse
 import json
 from pathlib import Path
 
-from dcpclip.records import EVAL_PROFILES, load_records
+from dcpclip.profiles import EVAL_PROFILES
+from dcpclip.records import load_records
 from dcpclip.report.curves import load_training_curves
 from dcpclip.report.render import ReportSettings, render_report, write_report
 

@@ -8,8 +8,8 @@ from dcpclip import paths
 from dcpclip.config import ExperimentConfig
 from dcpclip.config_schema import to_dict
 from dcpclip.data.specs import SPECS
+from dcpclip.profiles import EVAL_PROFILES
 from dcpclip.records import (
-    EVAL_PROFILES,
     EvalRecord,
     FlopsRecord,
     InferenceSettings,
@@ -27,7 +27,8 @@ def eval_record(**changes) -> EvalRecord:
     spec = SPECS[changes.get("benchmark", "pas20")]
     record = EvalRecord(
         profile="offline", variant="full", seed=0, arch="dcpclip-tiny", benchmark=spec.key, split="val",
-        num_classes=spec.num_classes, num_prompts=spec.num_prompts, num_images=8,
+        num_classes=spec.num_classes, num_prompts=spec.num_prompts, num_images=8, data_source="synthetic",
+        clip_weights=None,
         inference=InferenceSettings(mode="sliding", short_side=96, window=64, stride=32, views=5),
         metrics=SegmentationMetrics(mIoU=12.5, fwIoU=30.0, mAcc=20.0, pAcc=45.0),
         per_class_iou={f"class{i}": (None if i == 0 else 12.5) for i in range(spec.num_classes)},
@@ -60,7 +61,7 @@ def test_round_trip_through_json(tmp_path, record):
     assert load_record(path) == record
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # the temporary file was renamed away
     data = json.loads(path.read_text())
-    assert data["kind"] == record.kind and data["schema_version"] == 2
+    assert data["kind"] == record.kind and data["schema_version"] == 3
 
 
 def test_records_at_the_config_paths_load_in_a_stable_order(tmp_path):
@@ -123,9 +124,10 @@ _DELETE = object()
         ("command", _DELETE, "missing 1 required keyword-only argument: 'command'"),
         ("extra", 1, "unknown config key extra"),
         ("kind", "log", "kind: 'log' is not one of"),
-        ("schema_version", 1, "schema_version: 1 is not the supported 2"),
+        ("schema_version", 1, "schema_version: 1 is not the supported 3"),
         ("code_digest", _DELETE, "missing 1 required keyword-only argument: 'code_digest'"),
         ("benchmark", "coco_stuff", "benchmark: 'coco_stuff' is not one of"),
+        ("data_source", "scraped", "data_source: 'scraped' is not one of real, synthetic"),
         ("num_classes", 21, "num_classes: 21 but PAS-20 has 20"),
         ("variant", "no_such", "variant: unknown variant 'no_such'"),
         ("train_fingerprint", None, "train_fingerprint: null, but variant 'full' is trained"),

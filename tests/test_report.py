@@ -46,7 +46,11 @@ def eval_record(variant, benchmark, miou, seed=0, profile="offline", arch="dcpcl
                  for i in range(spec.num_classes)}
     return EvalRecord(
         profile=profile, variant=variant, seed=seed, arch=arch, benchmark=benchmark, split="val",
-        num_classes=spec.num_classes, num_prompts=spec.num_prompts, num_images=8,
+        num_classes=spec.num_classes, num_prompts=spec.num_prompts,
+        # a paper-profile record is a real run over the whole split from OpenAI's weights
+        num_images=spec.expected_images[0] if profile == "paper" else 8,
+        data_source="real" if profile == "paper" else "synthetic",
+        clip_weights="openai" if profile == "paper" else "models/offline/dcpclip-tiny/clip.pt",
         inference=InferenceSettings(mode="sliding", short_side=96, window=64, stride=32, views=5),
         metrics=SegmentationMetrics(mIoU=miou, fwIoU=miou + 10, mAcc=miou + 5, pAcc=miou + 20),
         per_class_iou=per_class, pruner_recall=None if variant in ("zero_shot", "no_prune") else recall,
@@ -342,6 +346,22 @@ def test_paper_profile_report_has_no_offline_banner_or_paper_arch_table():
     assert "NOT comparable" not in markdown and "paper architecture" not in markdown
     assert "`full` beats published CAT-Seg with the same backbone (ViT-B/16)" in markdown
     assert table_rows(markdown, "## mIoU (%)")["`full`"][1] == "10.00"
+
+
+def test_a_paper_profile_smoke_is_reported_as_not_comparable_naming_why():
+    smoke = [dataclasses.replace(r, num_images=1, data_source="synthetic", clip_weights=None)
+             for r in miou_records("full", FULL, "paper", "ViT-B-16")]
+    report = render_report(smoke, pd.DataFrame(), ReportSettings(profile="paper")).markdown
+    banner = report.split("\n\n")[1]
+    assert banner.startswith("> **Paper profile, but these numbers are NOT comparable with the published ones:** ")
+    assert "6 of 6 evaluations ran on synthetic data; 6 of 6 evaluations used a random-init CLIP" in banner
+    assert "part of a split: A-150 1 of 2000 images, A-847 1 of 2000 images" in banner
+    assert "`full` beats published CAT-Seg with the same backbone: **not measured in this profile**" in report
+    # one benchmark on part of its split is enough
+    partial = miou_records("full", FULL, "paper", "ViT-B-16")
+    partial[0] = dataclasses.replace(partial[0], num_images=100)
+    report = render_report(partial, pd.DataFrame(), ReportSettings(profile="paper")).markdown
+    assert f"part of a split: {SPECS[partial[0].benchmark].title} 100 of" in report.split("\n\n")[1]
 
 
 # ---- training curves -------------------------------------------------------------------------------------

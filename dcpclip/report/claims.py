@@ -9,6 +9,7 @@ with what is missing named. mIoU comparisons use the mean over seeds.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -72,12 +73,16 @@ def full_beats_zero_shot(summary: pd.DataFrame, profile: str) -> ClaimResult:
                             mean_miou(summary, profile, "zero_shot"))
 
 
-def full_beats_published(summary: pd.DataFrame, profile: str, method: str = "CAT-Seg") -> ClaimResult:
-    """`full` beats a published method with the same backbone on every benchmark it reports."""
+def full_beats_published(summary: pd.DataFrame, profile: str, not_comparable: Sequence[str] = (),
+                         method: str = "CAT-Seg") -> ClaimResult:
+    """`full` beats a published method with the same backbone on every benchmark it reports.
+    `not_comparable`: why the records cannot stand beside published numbers (`report.comparability`)."""
     claim = f"`full` beats published {method} with the same backbone"
     if profile != "paper":
         return ClaimResult(claim, NOT_MEASURED, {},
                            f"published numbers compare only with the paper profile (this is {profile!r})")
+    if not_comparable:
+        return ClaimResult(claim, NOT_MEASURED, {}, "the records are not comparable: " + "; ".join(not_comparable))
     arch = single_arch(summary, profile)
     published = published_for(method, arch) if arch else None
     if published is None:

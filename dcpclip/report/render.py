@@ -14,9 +14,11 @@ import pandas as pd
 
 from dcpclip.atomic import atomic_path, write_text
 from dcpclip.model.variants import VARIANTS
-from dcpclip.records import PAPER_ARCH_PROFILE, EvalRecord, FlopsRecord, Record, sort_records
+from dcpclip.profiles import PAPER_ARCH_PROFILE
+from dcpclip.records import EvalRecord, FlopsRecord, Record, sort_records
 from dcpclip.report import claims, figures, tables
 from dcpclip.report.aggregate import single_arch, summary_table, variant_rank
+from dcpclip.report.comparability import comparability_problems
 from dcpclip.report.tables import GAP, NOT_APPLICABLE
 
 BANNERS = {
@@ -33,6 +35,11 @@ BANNERS = {
         "the published ones (shown separately below)."
     ),
 }
+NOT_COMPARABLE_BANNER = (
+    "**Paper profile, but these numbers are NOT comparable with the published ones:** {problems}. The "
+    "paper's geometry and recipe ran (a smoke run, `experiments.paper_smoke`, looks like this); its accuracy "
+    "says nothing about DCP-CLIP's."
+)
 GAP_NOTE = f"{GAP} not run (no record)."
 FIGURES = {
     "miou_by_benchmark.png": "mIoU per benchmark",
@@ -111,11 +118,18 @@ def cost_conditions(records: Sequence[FlopsRecord]) -> str:
     )
 
 
+def banner(inputs: _Inputs) -> str:
+    problems = comparability_problems(inputs.evals)
+    if inputs.profile == "paper" and problems:
+        return NOT_COMPARABLE_BANNER.format(problems="; ".join(problems))
+    return BANNERS.get(inputs.profile, f"Profile `{inputs.profile}`.")
+
+
 def _header(inputs: _Inputs) -> list[str]:
     n_eval = len(inputs.evals)
     return [
         f"# DCP-CLIP benchmark report: `{inputs.profile}` profile",
-        "> " + BANNERS.get(inputs.profile, f"Profile `{inputs.profile}`."),
+        "> " + banner(inputs),
         f"Generated from {n_eval} evaluation and {len(inputs.records) - n_eval} FLOP records "
         f"(`python -m experiments.report`); do not edit by hand. Backbone: `{inputs.arch or GAP}`. "
         f"Marks: {GAP} = not run (no record), {NOT_APPLICABLE} = does not apply to the variant.",
@@ -193,7 +207,7 @@ def _figure_links(drawn: dict[str, bytes | None]) -> list[str]:
 
 def _reference(inputs: _Inputs) -> list[str]:
     offline = " The offline profile's numbers above are not comparable with them." \
-        if inputs.profile == "offline" else ""
+        if inputs.profile == "offline" or comparability_problems(inputs.evals) else ""
     return [
         "## Published numbers (reference only, not measured here)",
         "mIoU (%) as reported by each paper on the same protocol, for orientation; never mixed with this "
@@ -208,7 +222,7 @@ def _claims(inputs: _Inputs) -> list[str]:
     results += [claims.full_beats_zero_shot(summary, profile),
                 claims.cost_flat_in_vocabulary(summary, profile, inputs.flops_arch)]
     results += [claims.cost_flat_in_vocabulary(summary, PAPER_ARCH_PROFILE, a) for a in inputs.paper_archs]
-    results.append(claims.full_beats_published(summary, profile))
+    results.append(claims.full_beats_published(summary, profile, comparability_problems(inputs.evals)))
     return [
         "## Claims check",
         f"A claim **{claims.HOLDS}** only when every comparison it needs was measured and agrees; one "
