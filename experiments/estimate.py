@@ -19,8 +19,9 @@ The arithmetic, printed with the numbers:
 - flops, aggregate, report: minutes on a CPU, not counted.
 - rate: the effective TFLOP/s of this model on this device, i.e. the utilisation included: a probe times
   `--probe-repeats` forwards of the full variant on one window (bf16 autocast on CUDA, as the paper
-  profile) and divides their counted FLOPs by the time; or `--tflops`. Training runs at about the rate of
-  inference (larger batches, but the backward's kernels are slower): treat the hours as +-30%.
+  profile) and divides their counted FLOPs by the time; or `--tflops`. The train hours assume training runs
+  at that inference rate; `benchmarks/gpu_throughput.py` measures the training loop's steps/s to check it
+  (on this project's 2-core CPU, training ran at about 0.75x the probe's rate).
 """
 
 from __future__ import annotations
