@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/ (the config tree)
 
@@ -34,6 +33,7 @@ from dcpclip.environment import environment_stamp  # noqa: E402
 from dcpclip.model.build import build_model  # noqa: E402
 from dcpclip.model.variants import apply_variant  # noqa: E402
 from experiments.compose import compose_config  # noqa: E402
+from experiments.estimate import random_text_bank  # noqa: E402
 from experiments.paper_smoke import SHRINK  # noqa: E402
 from experiments.train import train  # noqa: E402
 
@@ -62,8 +62,8 @@ def evaluation_rate(device: torch.device, classes: int, images: int) -> dict:
     head = apply_variant(cfg.head, "full")
     settings = InferenceSettings.from_config(cfg.eval, cfg.backbone.image_size, head.seg_loss,
                                              model.backbone.patch_size)
+    bank = random_text_bank(classes, model.backbone.embed_dim).to(device)  # [C, D]
     generator = torch.Generator().manual_seed(0)
-    bank = F.normalize(torch.randn(classes, model.backbone.embed_dim, generator=generator), dim=-1).to(device)
     height, width = PROTOCOL_IMAGE
     scale = cfg.eval.short_side / min(height, width)
     image = torch.randn(3, round(height * scale), round(width * scale), generator=generator).to(device)  # [3, h, w]

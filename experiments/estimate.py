@@ -65,7 +65,8 @@ class StageCost:
         return 2 * self.gmacs * 1e9 / (tflops * 1e12) / 3600
 
 
-def text_bank(num_classes: int, dim: int) -> torch.Tensor:
+def random_text_bank(num_classes: int, dim: int) -> torch.Tensor:
+    """[C, D] seeded random unit embeddings: the cost and speed of a class bank do not depend on its values."""
     return F.normalize(torch.randn(num_classes, dim, generator=torch.Generator().manual_seed(0)), dim=-1)
 
 
@@ -101,13 +102,14 @@ def variant_costs(cfg: ExperimentConfig) -> tuple[float, dict[str, float]]:
         vocabulary = SPECS[cfg.data.train_dataset].num_prompts
         text_trains = any(p.requires_grad for p in backbone.text_parameters())  # re-encoded every step
         tokens = stand_in_tokens(cfg, vocabulary) if text_trains else None
-        count = count_gmacs(model, crop, text_bank(vocabulary, backbone.embed_dim), tokens, cross_check=False)
+        count = count_gmacs(model, crop, random_text_bank(vocabulary, backbone.embed_dim), tokens, cross_check=False)
         image = count.gmacs - count.text_encoder_gmacs
         step = 3 * (cfg.train.batch_size * image + count.text_encoder_gmacs)
     views = evaluation_views(cfg, backbone.patch_size)
     per_image = {}
     for key in cfg.data.benchmarks:
-        one = count_gmacs(model, views[:1], text_bank(SPECS[key].num_prompts, backbone.embed_dim), cross_check=False)
+        bank = random_text_bank(SPECS[key].num_prompts, backbone.embed_dim)  # [C, D]
+        one = count_gmacs(model, views[:1], bank, cross_check=False)
         per_image[key] = one.gmacs * len(views)  # no operator mixes views: the cost is linear in them
     return step, per_image
 
@@ -138,7 +140,7 @@ def probe_tflops(cfg: ExperimentConfig, repeats: int) -> tuple[float, str]:
     torch.manual_seed(0)
     model = build_model(probe.backbone, probe.head, probe.variant).eval()
     window = torch.randn(1, 3, probe.backbone.image_size, probe.backbone.image_size)
-    bank = text_bank(SPECS["a150"].num_prompts, model.backbone.embed_dim)
+    bank = random_text_bank(SPECS["a150"].num_prompts, model.backbone.embed_dim)
     gmacs = count_gmacs(model, window, bank, cross_check=False).gmacs
     model, window, bank = model.to(device), window.to(device), bank.to(device)
     amp = device.type == "cuda" and cfg.train.amp

@@ -75,6 +75,7 @@ class _Inputs:
     flops_arch: str | None  # backbone of the profile's own FLOP records
     paper_archs: list[str]  # paper architectures counted by the offline profile
     clip_weights: tuple[dict, ...] = ()  # the pretrain stage's clip.json records of this profile
+    not_comparable: tuple[str, ...] = ()  # why the evaluations cannot stand beside published numbers
 
     @property
     def evals(self) -> list[EvalRecord]:
@@ -119,9 +120,8 @@ def cost_conditions(records: Sequence[FlopsRecord]) -> str:
 
 
 def banner(inputs: _Inputs) -> str:
-    problems = comparability_problems(inputs.evals)
-    if inputs.profile == "paper" and problems:
-        return NOT_COMPARABLE_BANNER.format(problems="; ".join(problems))
+    if inputs.profile == "paper" and inputs.not_comparable:
+        return NOT_COMPARABLE_BANNER.format(problems="; ".join(inputs.not_comparable))
     return BANNERS.get(inputs.profile, f"Profile `{inputs.profile}`.")
 
 
@@ -207,7 +207,7 @@ def _figure_links(drawn: dict[str, bytes | None]) -> list[str]:
 
 def _reference(inputs: _Inputs) -> list[str]:
     offline = " The offline profile's numbers above are not comparable with them." \
-        if inputs.profile == "offline" or comparability_problems(inputs.evals) else ""
+        if inputs.profile == "offline" or inputs.not_comparable else ""
     return [
         "## Published numbers (reference only, not measured here)",
         "mIoU (%) as reported by each paper on the same protocol, for orientation; never mixed with this "
@@ -222,7 +222,7 @@ def _claims(inputs: _Inputs) -> list[str]:
     results += [claims.full_beats_zero_shot(summary, profile),
                 claims.cost_flat_in_vocabulary(summary, profile, inputs.flops_arch)]
     results += [claims.cost_flat_in_vocabulary(summary, PAPER_ARCH_PROFILE, a) for a in inputs.paper_archs]
-    results.append(claims.full_beats_published(summary, profile, comparability_problems(inputs.evals)))
+    results.append(claims.full_beats_published(summary, profile, inputs.not_comparable))
     return [
         "## Claims check",
         f"A claim **{claims.HOLDS}** only when every comparison it needs was measured and agrees; one "
@@ -271,6 +271,7 @@ def render_report(
         arch=single_arch(summary, profile), flops_arch=single_arch(summary, profile, "flops"),
         paper_archs=sorted(set(summary.loc[summary["profile"] == PAPER_ARCH_PROFILE, "arch"])),
         clip_weights=tuple(clip_weights),
+        not_comparable=tuple(comparability_problems([r for r in records if isinstance(r, EvalRecord)])),
     )
     drawn = _figures(inputs, curves)
     sections = [*_header(inputs), *_accuracy(inputs), *_cost(inputs), *_diagnostics(inputs, settings),
