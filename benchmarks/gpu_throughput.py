@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/ (th
 from dcpclip.atomic import write_text  # noqa: E402
 from dcpclip.engine.inference import InferenceSettings, predict_labels  # noqa: E402
 from dcpclip.environment import environment_stamp  # noqa: E402
+from dcpclip.flops import random_text_bank  # noqa: E402
 from dcpclip.model.build import build_model  # noqa: E402
 from dcpclip.model.variants import apply_variant  # noqa: E402
 from experiments.compose import compose_config  # noqa: E402
-from experiments.estimate import random_text_bank  # noqa: E402
 from experiments.paper_smoke import SHRINK  # noqa: E402
 from experiments.train import train  # noqa: E402
 

@@ -32,6 +32,7 @@ import math
 from collections import Counter
 
 import torch
+import torch.nn.functional as F
 from fvcore.nn import FlopCountAnalysis
 from fvcore.nn.jit_handles import einsum_flop_jit, get_shape
 from torch import nn
@@ -204,3 +205,8 @@ def count_gmacs(
         skipped_ops=skipped,
         costly_skipped_ops=[op for op in skipped if op not in CHEAP_OPERATORS],
     )
+
+
+def random_text_bank(num_classes: int, dim: int) -> torch.Tensor:
+    """[C, D] seeded random unit embeddings: the cost (and speed) of a class bank does not depend on its values."""
+    return F.normalize(torch.randn(num_classes, dim, generator=torch.Generator().manual_seed(0)), dim=-1)

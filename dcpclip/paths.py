@@ -8,6 +8,7 @@ ViT-B/16 and ViT-L/14 runs of the paper profile never overwrite each other):
     results/eval/<profile>/<arch>/<variant>/seed<k>/<benchmark>.json    one evaluation record
     results/flops/<profile>/<arch>/<variant>/<benchmark>.json           one FLOP record
     results/flops/paper-arch/<arch>/<variant>/<benchmark>.json          paper architecture, counted offline
+    results/train_step/<profile or paper-arch>/<arch>/<variant>.json    one training step's cost, same profiles
     models/<profile>/<arch>/clip.pt, clip.json, run/                    CLIP pre-trained here (`pretrain.dir`)
 """
 
@@ -101,6 +102,11 @@ def paper_arch_flops_record_path(cfg: ExperimentConfig, benchmark: str) -> Path:
     """FLOPs of a paper architecture (`cfg` composed with it) counted by the offline pipeline at the
     protocol's resolution: its own profile folder, one folder per architecture (`dcpclip.profiles`)."""
     return Path(cfg.results_dir) / "flops" / PAPER_ARCH_PROFILE / cfg.backbone.arch / cfg.variant / f"{benchmark}.json"
+
+
+def train_step_record_path(cfg: ExperimentConfig, profile: str) -> Path:
+    """The cost of one training step, beside the FLOP records of `profile` (cfg's own or PAPER_ARCH_PROFILE)."""
+    return Path(cfg.results_dir) / "train_step" / profile / cfg.backbone.arch / f"{cfg.variant}.json"
 
 
 def text_cache_dir(cfg: ExperimentConfig) -> Path:

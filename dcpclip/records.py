@@ -1,7 +1,7 @@
 """Result records: the JSON files every evaluation and FLOP count writes, and the only thing the
 aggregation and the report read (results are records, never logs).
 
-Two kinds, each a typed dataclass validated on write and on load (`schema_version` guards the layout):
+Three kinds, each a typed dataclass validated on write and on load (`schema_version` guards the layout):
 
 - `EvalRecord` (`dcpclip.paths.eval_record_path`): one variant, seed and benchmark; metrics in percent
   (null where undefined: a split without a labelled pixel, detectron2's NaN), per-class IoU in percent
@@ -13,6 +13,10 @@ Two kinds, each a typed dataclass validated on write and on load (`schema_versio
   (ViT-B/16 at 384, ...) at the protocol's resolution on its synthetic images: those records carry
   `profile = "paper-arch"` and live at `dcpclip.paths.paper_arch_flops_record_path` (one folder per
   architecture), so they never mix with the tiny model's counts nor with the paper profile's.
+- `TrainStepRecord` (`dcpclip.paths.train_step_record_path`): GMACs of one training step of one variant
+  (`dcpclip.train_cost`) and the run it prices (iterations, seeds): with the FLOP records and the split
+  sizes, the cost of a whole run before it is launched (the report's cost estimate). Written by the flops
+  stage next to the FLOP records, for the same profiles.
 
 Every record carries the fingerprint of what it depends on (`config_fingerprint`: config and code) and
 the digest of the code that computed it (`code_digest`, `dcpclip.code_digest`): a record whose fingerprint
@@ -40,6 +44,7 @@ from dcpclip.profiles import EVAL_PROFILES, FLOPS_PROFILES
 
 SCHEMA_VERSION = 3  # 2: code_digest (the code that computed the record); 3: data_source, clip_weights
 DATA_SOURCES = ("real", "synthetic")  # = DataConfig.source
+BACKWARD_FACTOR = 3  # a training step costs 3 forwards: the backward taken as twice the forward (dcpclip.train_cost)
 BENCHMARK_KEYS = tuple(key for key, spec in SPECS.items() if spec.split == "val")
 
 
@@ -117,8 +122,33 @@ class FlopsRecord:
     environment: dict[str, Any]
 
 
-Record = EvalRecord | FlopsRecord
-RECORD_TYPES: dict[str, type] = {"eval": EvalRecord, "flops": FlopsRecord}
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainStepRecord:
+    kind: Literal["train_step"] = "train_step"
+    schema_version: int = SCHEMA_VERSION
+    profile: str  # one of FLOPS_PROFILES
+    variant: str
+    arch: str  # open_clip architecture of the backbone
+    trains: bool  # false for a training-free variant: every count is 0
+    train_dataset: str  # the training set, whose prompts are the training vocabulary
+    crop_size: int
+    batch_size: int
+    num_classes: int  # the training vocabulary's size
+    text_encoder_trains: bool  # the text tower runs every step (else its bank is cached)
+    image_gmacs: float  # forward of one training crop, fvcore multiply-adds / 1e9
+    text_encoder_gmacs: float  # forward of the text tower on the vocabulary; 0 when it does not train
+    step_gmacs: float  # 3 x (batch_size x image_gmacs + text_encoder_gmacs): forward and backward
+    iterations: int  # the run this record prices: steps per trained run ...
+    seeds: int  # ... and runs (and evaluations) per variant
+    params_trainable: int
+    config_fingerprint: str  # experiments.flops.train_step_fingerprint: the config and code it depends on
+    code_digest: str  # dcpclip.code_digest.code_digest of the flops stage's code
+    command: str
+    environment: dict[str, Any]
+
+
+Record = EvalRecord | FlopsRecord | TrainStepRecord
+RECORD_TYPES: dict[str, type] = {"eval": EvalRecord, "flops": FlopsRecord, "train_step": TrainStepRecord}
 
 
 def record_problems(record: Record) -> list[str]:
@@ -134,6 +164,8 @@ def record_problems(record: Record) -> list[str]:
     except ValueError as err:
         problems.append(f"variant: {err}")
         trains = None
+    if isinstance(record, TrainStepRecord):
+        return problems + _train_step_problems(record, trains)
     if record.benchmark not in BENCHMARK_KEYS:
         problems.append(f"benchmark: {record.benchmark!r} is not one of {', '.join(BENCHMARK_KEYS)}")
         return problems
@@ -193,6 +225,36 @@ def _flops_problems(record: FlopsRecord, spec) -> list[str]:
     return problems
 
 
+def _train_step_problems(record: TrainStepRecord, trains: bool | None) -> list[str]:
+    problems = []
+    spec = SPECS.get(record.train_dataset)
+    if spec is None or spec.split != "train":
+        training_sets = [key for key, s in SPECS.items() if s.split == "train"]
+        problems.append(f"train_dataset: {record.train_dataset!r} is not one of {', '.join(training_sets)}")
+    elif record.num_classes != spec.num_prompts:
+        problems.append(f"num_classes: {record.num_classes} but {spec.title} has {spec.num_prompts} class names")
+    if trains is not None and record.trains != trains:
+        problems.append(f"trains: {record.trains} but variant {record.variant!r} is "
+                        f"{'trained' if trains else 'training-free'}")
+    for key in ("crop_size", "batch_size", "iterations", "seeds"):
+        if getattr(record, key) < 1:
+            problems.append(f"{key}: {getattr(record, key)} < 1")
+    for key in ("image_gmacs", "text_encoder_gmacs", "step_gmacs"):
+        value = getattr(record, key)
+        if not (math.isfinite(value) and value >= 0):
+            problems.append(f"{key}: {value!r} is not a finite non-negative number")
+    if problems:
+        return problems
+    per_step = record.batch_size * record.image_gmacs + record.text_encoder_gmacs
+    expected = BACKWARD_FACTOR * per_step if record.trains else 0.0
+    if not math.isclose(record.step_gmacs, expected, rel_tol=1e-9, abs_tol=1e-9):
+        problems.append(f"step_gmacs: {record.step_gmacs!r} is not {BACKWARD_FACTOR} x (batch_size x image_gmacs + "
+                        f"text_encoder_gmacs) = {expected!r}")
+    if not record.text_encoder_trains and record.text_encoder_gmacs != 0:
+        problems.append(f"text_encoder_gmacs: {record.text_encoder_gmacs!r}, but the text encoder does not train")
+    return problems
+
+
 def _is_percent(value: float) -> bool:
     return math.isfinite(value) and 0.0 <= value <= 100.0
 
@@ -239,11 +301,13 @@ def record_identity(record: Record) -> tuple:
     """What makes two records the same measurement (a second file with it is a duplicate)."""
     if isinstance(record, EvalRecord):
         return ("eval", record.profile, record.arch, record.variant, record.seed, record.benchmark)
+    if isinstance(record, TrainStepRecord):
+        return ("train_step", record.profile, record.arch, record.variant)
     return ("flops", record.profile, record.arch, record.variant, record.benchmark)
 
 
 def load_records(results_dir: str | os.PathLike) -> list[Record]:
-    """Every record under `<results_dir>/eval` and `<results_dir>/flops`, in a stable order.
+    """Every record under `<results_dir>/<kind>` for each kind (eval, flops, train_step), in a stable order.
 
     A record in the wrong folder for its kind, or two files with the same identity, is an error.
     """
@@ -262,12 +326,13 @@ def load_records(results_dir: str | os.PathLike) -> list[Record]:
 
 
 def sort_records(records: Iterable[Record]) -> list[Record]:
-    """Kind, profile, arch, variant (registry order), seed, benchmark (the field's order)."""
+    """Kind, profile, arch, variant (registry order), seed, benchmark (the field's order; train steps first)."""
     variant_rank = {name: i for i, name in enumerate(VARIANTS)}
 
     def key(record: Record):
         seed = record.seed if isinstance(record, EvalRecord) else -1
+        benchmark = -1 if isinstance(record, TrainStepRecord) else BENCHMARK_KEYS.index(record.benchmark)
         return (record.kind, record.profile, record.arch, variant_rank.get(record.variant, len(variant_rank)),
-                record.variant, seed, BENCHMARK_KEYS.index(record.benchmark))
+                record.variant, seed, benchmark)
 
     return sorted(records, key=key)

@@ -7,11 +7,9 @@
 The arithmetic, printed with the numbers:
 - Cost is fvcore multiply-adds counted on the composed model (`dcpclip.flops`, random init: weights do
   not change the count), 2 FLOPs per multiply-add.
-- train: trained variants x seeds x iterations x (batch x the forward of one training crop on the
-  training vocabulary + the text tower on that vocabulary when it trains, else 0) x 3, taking a backward
-  pass as twice the forward (the usual approximation; frozen CLIP weights need no weight gradients, so
-  it is an upper bound). The forward is counted in evaluation mode, i.e. with K = top_k kept classes; in
-  training the ground-truth classes are kept too, a few more when an image holds many.
+- train: trained variants x seeds x iterations x the cost of one step (`dcpclip.train_cost`: 3 x (batch x
+  one crop's forward on the training vocabulary + the text tower when it trains), the backward taken as
+  twice the forward).
 - evaluate: variants x seeds x the sum over benchmarks of images (the real split's size; `eval.max_images`
   caps it) x the cost of one image: all its views at the evaluation geometry. In sliding mode every image
   becomes the same 4 windows + the global view; in whole mode a short-side x 4/3 short-side image stands
@@ -33,9 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-import open_clip
 import torch
-import torch.nn.functional as F
 
 from dcpclip.atomic import write_text
 from dcpclip.config import ExperimentConfig
@@ -43,16 +39,15 @@ from dcpclip.config_schema import ConfigError
 from dcpclip.data.specs import SPECS
 from dcpclip.engine.inference import InferenceSettings, model_views
 from dcpclip.environment import device_name
-from dcpclip.flops import count_gmacs
+from dcpclip.flops import count_gmacs, random_text_bank
 from dcpclip.model.build import build_model
-from dcpclip.model.text_bank import class_prompts
 from dcpclip.model.trainable import set_trainable
 from dcpclip.model.variants import apply_variant, resolve_variant
+from dcpclip.train_cost import count_train_step, gpu_hours
 from experiments.cli import add_override_arguments, failed, overrides_from_args
 from experiments.compose import compose_config
 
 EXPLAINED_ERRORS = (ConfigError,)
-STAND_IN_NAME = "stone wall"  # the training vocabulary's names are in the data: a two-word name stands in
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,12 +57,7 @@ class StageCost:
     gmacs: float  # total multiply-adds / 1e9
 
     def hours(self, tflops: float) -> float:
-        return 2 * self.gmacs * 1e9 / (tflops * 1e12) / 3600
-
-
-def random_text_bank(num_classes: int, dim: int) -> torch.Tensor:
-    """[C, D] seeded random unit embeddings: the cost and speed of a class bank do not depend on its values."""
-    return F.normalize(torch.randn(num_classes, dim, generator=torch.Generator().manual_seed(0)), dim=-1)
+        return gpu_hours(self.gmacs, tflops)
 
 
 def evaluation_views(cfg: ExperimentConfig, patch_size: int) -> torch.Tensor:
@@ -83,28 +73,13 @@ def split_images(cfg: ExperimentConfig, key: str) -> int:
     return min(count, cfg.eval.max_images) if cfg.eval.max_images else count
 
 
-def stand_in_tokens(cfg: ExperimentConfig, vocabulary: int) -> torch.Tensor:
-    """[P, L] tokens of the training vocabulary's prompts, every name the stand-in, cut to the longest."""
-    prompts = class_prompts(STAND_IN_NAME, cfg.text) * vocabulary
-    tokens = open_clip.get_tokenizer(cfg.backbone.arch)(prompts)  # [P, context]
-    return tokens[:, : int(tokens.argmax(dim=-1).max()) + 1]  # the end-of-text token has the largest id
-
-
 def variant_costs(cfg: ExperimentConfig) -> tuple[float, dict[str, float]]:
     """(GMACs of one training step, 0 for a training-free variant; {benchmark: GMACs per image})."""
     torch.manual_seed(0)
     model = build_model(cfg.backbone, cfg.head, cfg.variant)
     set_trainable(model, apply_variant(cfg.head, cfg.variant))
     backbone = model.backbone
-    step = 0.0
-    if resolve_variant(cfg.variant)[1]:
-        crop = torch.zeros(1, 3, cfg.train.crop_size, cfg.train.crop_size)
-        vocabulary = SPECS[cfg.data.train_dataset].num_prompts
-        text_trains = any(p.requires_grad for p in backbone.text_parameters())  # re-encoded every step
-        tokens = stand_in_tokens(cfg, vocabulary) if text_trains else None
-        count = count_gmacs(model, crop, random_text_bank(vocabulary, backbone.embed_dim), tokens, cross_check=False)
-        image = count.gmacs - count.text_encoder_gmacs
-        step = 3 * (cfg.train.batch_size * image + count.text_encoder_gmacs)
+    step = count_train_step(model, cfg).step_gmacs if resolve_variant(cfg.variant)[1] else 0.0
     views = evaluation_views(cfg, backbone.patch_size)
     per_image = {}
     for key in cfg.data.benchmarks:

@@ -1,6 +1,7 @@
 """Count GMACs per image (fvcore multiply-adds, attention included) of one variant on each benchmark's
 vocabulary, over real evaluation images at the evaluation resolution and views, and write one FLOP record
-per benchmark (`dcpclip.paths.flops_record_path`).
+per benchmark (`dcpclip.paths.flops_record_path`); and the GMACs of one training step with the run it
+prices (`dcpclip.train_cost`, one train-step record, `dcpclip.paths.train_step_record_path`).
 
     python -m experiments.flops variant=full            # the profile's own model
     python -m experiments.flops variant=full --paper-arch vitb16   # + the paper architecture, random init
@@ -21,7 +22,6 @@ import statistics
 import sys
 
 import torch
-import torch.nn.functional as F
 
 from dcpclip import paths
 from dcpclip.code_digest import code_digest, code_identity
@@ -30,14 +30,17 @@ from dcpclip.data.datasets import evaluation_dataset
 from dcpclip.data.specs import SPECS, DatasetSpec
 from dcpclip.engine.inference import InferenceSettings, model_views
 from dcpclip.environment import environment_stamp
-from dcpclip.flops import FlopCount, count_gmacs
+from dcpclip.flops import FlopCount, count_gmacs, random_text_bank
 from dcpclip.model.build import build_model
-from dcpclip.model.trainable import set_trainable
-from dcpclip.model.variants import apply_variant
+from dcpclip.model.trainable import set_trainable, trainable_count
+from dcpclip.model.variants import apply_variant, resolve_variant
 from dcpclip.profiles import PAPER_ARCH_PROFILE
-from dcpclip.records import FlopsRecord, RecordError, load_record, write_record
+from dcpclip.records import FlopsRecord, RecordError, TrainStepRecord, load_record, write_record
+from dcpclip.train_cost import count_train_step
 from experiments.cli import add_override_arguments, failed, overrides_from_args
 from experiments.compose import compose_config
+
+TRAIN_STEP = "train step"  # the outcome key of the train-step record
 
 
 def paper_arch_config(cfg: ExperimentConfig, model_option: str) -> ExperimentConfig:
@@ -53,8 +56,7 @@ def count_benchmark(model, cfg: ExperimentConfig, spec: DatasetSpec) -> tuple[li
     settings = InferenceSettings.from_config(cfg.eval, cfg.backbone.image_size, head.seg_loss,
                                              model.backbone.patch_size)
     dataset = evaluation_dataset(cfg.data.root, spec, cfg.eval.short_side, cfg.eval.max_long_side)
-    generator = torch.Generator().manual_seed(0)
-    bank = F.normalize(torch.randn(spec.num_prompts, model.backbone.embed_dim, generator=generator), dim=-1)
+    bank = random_text_bank(spec.num_prompts, model.backbone.embed_dim)  # [C, D]
     by_shape: dict[tuple, FlopCount] = {}
     per_image = []
     for index in range(min(len(dataset), cfg.eval.flops_images)):
@@ -102,32 +104,74 @@ def counting_fingerprint(cfg: ExperimentConfig) -> str:
                               "eval": geometry, "code": code_identity(paths.FLOPS_CODE)})
 
 
-def stale_benchmarks(cfg: ExperimentConfig, record_path) -> list[str]:
-    """Benchmarks of `cfg` whose FLOP record is missing or was counted for another config."""
-    stale = []
-    for key in cfg.data.benchmarks:
-        try:
-            if load_record(record_path(cfg, key)).config_fingerprint == counting_fingerprint(cfg):
-                continue
-        except (FileNotFoundError, RecordError):
-            pass
-        stale.append(key)
+def train_step_fingerprint(cfg: ExperimentConfig) -> str:
+    """What a training step's count and the run it prices depend on."""
+    train = {key: getattr(cfg.train, key) for key in ("crop_size", "batch_size", "iterations")}
+    return paths.fingerprint({"backbone": cfg.backbone, "head": apply_variant(cfg.head, cfg.variant),
+                              "text": cfg.text, "train_dataset": cfg.data.train_dataset, "train": train,
+                              "seeds": len(cfg.grid.seeds), "code": code_identity(paths.FLOPS_CODE)})
+
+
+def is_current(path, fingerprint: str) -> bool:
+    try:
+        return load_record(path).config_fingerprint == fingerprint
+    except (FileNotFoundError, RecordError):
+        return False
+
+
+def stale_counts(cfg: ExperimentConfig, profile: str, record_path) -> list[str]:
+    """Benchmarks of `cfg` whose FLOP record is missing or was counted for another config, and "train step"
+    when the train-step record is."""
+    stale = [key for key in cfg.data.benchmarks if not is_current(record_path(cfg, key), counting_fingerprint(cfg))]
+    if not is_current(paths.train_step_record_path(cfg, profile), train_step_fingerprint(cfg)):
+        stale.append(TRAIN_STEP)
     return stale
 
 
+def train_step_record(model, cfg: ExperimentConfig, profile: str, command: str) -> TrainStepRecord:
+    trains = resolve_variant(cfg.variant)[1]
+    count = count_train_step(model, cfg) if trains else None
+    return TrainStepRecord(
+        profile=profile,
+        variant=cfg.variant,
+        arch=cfg.backbone.arch,
+        trains=trains,
+        train_dataset=cfg.data.train_dataset,
+        crop_size=cfg.train.crop_size,
+        batch_size=cfg.train.batch_size,
+        num_classes=SPECS[cfg.data.train_dataset].num_prompts,
+        text_encoder_trains=bool(count and count.text_encoder_trains),
+        image_gmacs=count.image_gmacs if count else 0.0,
+        text_encoder_gmacs=count.text_encoder_gmacs if count else 0.0,
+        step_gmacs=count.step_gmacs if count else 0.0,
+        iterations=cfg.train.iterations,
+        seeds=len(cfg.grid.seeds),
+        params_trainable=trainable_count(model),
+        config_fingerprint=train_step_fingerprint(cfg),
+        code_digest=code_digest(paths.FLOPS_CODE),
+        command=command,
+        environment=environment_stamp(),
+    )
+
+
 def count_config(cfg: ExperimentConfig, profile: str, record_path, command: str) -> dict:
-    """Count every benchmark of `cfg` whose record is missing or stale; returns {benchmark: GMACs}."""
-    stale = stale_benchmarks(cfg, record_path)
-    outcome: dict = {key: "up to date" for key in cfg.data.benchmarks if key not in stale}
-    model = None
+    """Count every benchmark of `cfg` (and the training step) whose record is missing or stale; returns
+    {benchmark or "train step": GMACs}."""
+    stale = stale_counts(cfg, profile, record_path)
+    outcome: dict = {key: "up to date" for key in [*cfg.data.benchmarks, TRAIN_STEP] if key not in stale}
+    if not stale:
+        return outcome
+    torch.manual_seed(0)
+    model = build_model(cfg.backbone, cfg.head, cfg.variant)
+    set_trainable(model, apply_variant(cfg.head, cfg.variant))
     for key in stale:
-        spec, path = SPECS[key], record_path(cfg, key)
-        if model is None:
-            torch.manual_seed(0)
-            model = build_model(cfg.backbone, cfg.head, cfg.variant)
-            set_trainable(model, apply_variant(cfg.head, cfg.variant))
-        per_image, count = count_benchmark(model, cfg, spec)
-        write_record(flops_record(cfg, profile, spec, per_image, count, command), path)
+        if key == TRAIN_STEP:
+            step = train_step_record(model, cfg, profile, command)
+            write_record(step, paths.train_step_record_path(cfg, profile))
+            outcome[key] = round(step.step_gmacs, 3)
+            continue
+        per_image, count = count_benchmark(model, cfg, SPECS[key])
+        write_record(flops_record(cfg, profile, SPECS[key], per_image, count, command), record_path(cfg, key))
         outcome[key] = round(statistics.fmean(per_image), 3)
     return outcome
 
@@ -165,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         return failed(err, command, explained=(Exception,))
     for arch, counts in outcome.items():
-        shown = ", ".join(f"{SPECS[k].title} {v}" for k, v in counts.items())
-        print(f"flops {cfg.variant} {arch} (GMACs/image): {shown}", flush=True)
+        shown = ", ".join(f"{SPECS[k].title if k in SPECS else k} {v}" for k, v in counts.items())
+        print(f"flops {cfg.variant} {arch} (GMACs per image; per training step): {shown}", flush=True)
     return 0
 
 

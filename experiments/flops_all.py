@@ -1,5 +1,6 @@
-"""Stage `flops`: count GMACs per image of every variant of `grid` on every benchmark's vocabulary (one
-parallel Ray Tune trial per variant), plus the paper architecture named by `count_paper_arch`. Records
+"""Stage `flops`: count GMACs per image of every variant of `grid` on every benchmark's vocabulary, and of
+one training step (one parallel Ray Tune trial per variant), plus the paper architecture named by
+`count_paper_arch`. Records
 that match the config are up to date and not recounted.
 
     python -m experiments.flops_all --params params.yaml
@@ -10,9 +11,10 @@ from __future__ import annotations
 import sys
 
 from dcpclip import paths
+from dcpclip.profiles import PAPER_ARCH_PROFILE
 from experiments.compose import compose_config
 from experiments.fanout import Job, reference, stage_main
-from experiments.flops import flops_job, paper_arch_config, stale_benchmarks
+from experiments.flops import flops_job, paper_arch_config, stale_counts
 
 
 def flops_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
@@ -20,12 +22,12 @@ def flops_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
     jobs, pending = [], []
     for variant in base.grid.variants:
         cfg = compose_config([*overrides, f"variant={variant}"])
-        stale = stale_benchmarks(cfg, paths.flops_record_path)
+        stale = stale_counts(cfg, cfg.profile, paths.flops_record_path)
         extra = ()
         if base.count_paper_arch:
             extra = (f"--paper-arch={base.count_paper_arch}",)
             paper = paper_arch_config(cfg, base.count_paper_arch)
-            stale += stale_benchmarks(paper, paths.paper_arch_flops_record_path)
+            stale += stale_counts(paper, PAPER_ARCH_PROFILE, paths.paper_arch_flops_record_path)
         job_overrides = (*overrides, f"variant={variant}", *extra)
         jobs.append(Job(variant, reference(flops_job), job_overrides))
         pending.append(bool(stale))

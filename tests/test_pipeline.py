@@ -149,9 +149,9 @@ def jobs_run(output: str) -> dict[str, tuple[int, int]]:
 
 
 def records_of(root: Path) -> dict[str, dict]:
-    """Every eval and FLOP record under <root>/results, by path."""
+    """Every eval, FLOP and train-step record under <root>/results, by path."""
     return {str(p.relative_to(root)): json.loads(p.read_text())
-            for kind in ("eval", "flops") for p in sorted((root / "results" / kind).rglob("*.json"))}
+            for kind in ("eval", "flops", "train_step") for p in sorted((root / "results" / kind).rglob("*.json"))}
 
 
 @pytest.mark.slow
@@ -175,6 +175,7 @@ def test_dvc_repro_runs_the_offline_profile_then_redoes_exactly_what_a_code_chan
             assert (record["variant"], record["benchmark"], record["profile"]) == (variant, benchmark, "offline")
             assert 0.0 <= record["metrics"]["mIoU"] <= 100.0
             assert (tmp_path / paths.flops_record_path(run, benchmark)).is_file()
+        assert (tmp_path / paths.train_step_record_path(run, run.profile)).is_file()
     pretrained = json.loads((tmp_path / paths.pretrained_clip_record_path(cfg)).read_text())
     assert pretrained["steps"] == cfg.pretrain.train.iterations and (tmp_path / cfg.backbone.pretrained).is_file()
     report = (tmp_path / "reports" / "README.md").read_text()

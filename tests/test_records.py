@@ -15,6 +15,7 @@ from dcpclip.records import (
     InferenceSettings,
     RecordError,
     SegmentationMetrics,
+    TrainStepRecord,
     load_record,
     load_records,
     write_record,
@@ -49,13 +50,25 @@ def flops_record(**changes) -> FlopsRecord:
     return dataclasses.replace(record, **changes)
 
 
+def train_step_record(**changes) -> TrainStepRecord:
+    record = TrainStepRecord(
+        profile="paper-arch", variant="full", arch="ViT-B-16", trains=True, train_dataset="coco_stuff",
+        crop_size=384, batch_size=4, num_classes=171, text_encoder_trains=True, image_gmacs=67.5,
+        text_encoder_gmacs=71.5, step_gmacs=3 * (4 * 67.5 + 71.5), iterations=80000, seeds=1,
+        params_trainable=100, config_fingerprint="0123456789abcdef", code_digest="44556677eeff0011",
+        command="python -m experiments.flops variant=full --paper-arch vitb16", environment=ENV,
+    )
+    return dataclasses.replace(record, **changes)
+
+
 def test_profiles_mirror_the_experiment_config():
     hint = typing.get_type_hints(ExperimentConfig)["profile"]
     assert EVAL_PROFILES == typing.get_args(hint)
 
 
 @pytest.mark.parametrize("record", [eval_record(), eval_record(variant="zero_shot", train_fingerprint=None,
-                                                                pruner_recall=None), flops_record()])
+                                                                pruner_recall=None), flops_record(),
+                                    train_step_record()])
 def test_round_trip_through_json(tmp_path, record):
     path = write_record(record, tmp_path / "r.json")
     assert load_record(path) == record
@@ -74,12 +87,14 @@ def test_records_at_the_config_paths_load_in_a_stable_order(tmp_path):
     paper_arch = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, arch="ViT-B-16"))
     write_record(flops_record(profile="paper-arch", arch="ViT-B-16", resolution=(384, 384)),
                  paths.paper_arch_flops_record_path(paper_arch, "a847"))
+    write_record(train_step_record(), paths.train_step_record_path(paper_arch, "paper-arch"))
     (tmp_path / "environment.json").write_text("{}")  # not a record: ignored
     records = load_records(tmp_path)
-    assert [(r.kind, r.profile, getattr(r, "seed", None), r.benchmark) for r in records] == [
+    assert [(r.kind, r.profile, getattr(r, "seed", None), getattr(r, "benchmark", None)) for r in records] == [
         ("eval", "offline", 0, "a847"), ("eval", "offline", 0, "pas20"),
         ("eval", "offline", 1, "a847"), ("eval", "offline", 1, "pas20"),
         ("flops", "offline", None, "a847"), ("flops", "paper-arch", None, "a847"),
+        ("train_step", "paper-arch", None, None),
     ]
     assert "paper-arch/ViT-B-16/full/a847.json" in str(paths.paper_arch_flops_record_path(paper_arch, "a847"))
 
@@ -160,6 +175,32 @@ def test_invalid_flops_records_are_refused_on_write(tmp_path, changes, message):
         write_record(flops_record(**changes), tmp_path / "f.json")
     assert message in str(err.value)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"step_gmacs": 4 * 67.5 + 71.5},
+         "step_gmacs: 341.5 is not 3 x (batch_size x image_gmacs + text_encoder_gmacs)"),
+        ({"variant": "zero_shot"}, "trains: True but variant 'zero_shot' is training-free"),
+        ({"num_classes": 150}, "num_classes: 150 but COCO-Stuff has 171 class names"),
+        ({"train_dataset": "a150"}, "train_dataset: 'a150' is not one of coco_stuff"),
+        ({"iterations": 0}, "iterations: 0 < 1"),
+        ({"text_encoder_trains": False}, "text_encoder_gmacs: 71.5, but the text encoder does not train"),
+    ],
+)
+def test_invalid_train_step_records_are_refused_on_write(tmp_path, changes, message):
+    with pytest.raises(RecordError, match="refusing to write") as err:
+        write_record(train_step_record(**changes), tmp_path / "t.json")
+    assert message in str(err.value)
+
+
+def test_a_training_free_variant_prices_no_step(tmp_path):
+    free = train_step_record(variant="zero_shot", trains=False, text_encoder_trains=False, image_gmacs=0.0,
+                             text_encoder_gmacs=0.0, step_gmacs=0.0)
+    assert load_record(write_record(free, tmp_path / "z.json")) == free
+    with pytest.raises(RecordError, match="step_gmacs: 1.0 is not"):
+        write_record(dataclasses.replace(free, step_gmacs=1.0), tmp_path / "z.json")
 
 
 def test_eval_profile_cannot_be_paper_arch(tmp_path):

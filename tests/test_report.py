@@ -25,6 +25,7 @@ from dcpclip.records import (
     InferenceSettings,
     RecordError,
     SegmentationMetrics,
+    TrainStepRecord,
     write_record,
 )
 from dcpclip.report import claims
@@ -70,6 +71,18 @@ def flops_record(variant, benchmark, gmacs, profile="offline", arch="dcpclip-tin
     )
 
 
+def train_step_record(variant, step_gmacs, profile="paper-arch", arch="ViT-B-16", iterations=80000, seeds=1):
+    trains = variant != "zero_shot"
+    image, text = (step_gmacs / 3 - 70.0) / 4 if trains else 0.0, 70.0 if trains else 0.0
+    return TrainStepRecord(
+        profile=profile, variant=variant, arch=arch, trains=trains, train_dataset="coco_stuff", crop_size=384,
+        batch_size=4, num_classes=171, text_encoder_trains=trains, image_gmacs=image, text_encoder_gmacs=text,
+        step_gmacs=3 * (4 * image + text), iterations=iterations, seeds=seeds, params_trainable=23456,
+        config_fingerprint=f"step-{variant}", code_digest="code-flops",
+        command=f"python -m experiments.flops variant={variant} --paper-arch vitb16", environment=ENV,
+    )
+
+
 # mIoU % in the field's order A-847, PC-459, A-150, PC-59, PAS-20, PAS-20b (None: not run)
 MIOU = {
     ("full", 0): [10.0, 12.0, 20.0, 40.0, 70.0, 55.0],
@@ -91,6 +104,7 @@ def scenario() -> list:
     for variant, gmacs in (("full", (90.0, 88.0)), ("no_prune", (250.0, 86.0))):
         records += [flops_record(variant, b, g, "paper-arch", "ViT-B-16", (384, 384))
                     for b, g in zip(("a847", "pas20"), gmacs, strict=True)]
+    records += [train_step_record("full", 1020.0), train_step_record("no_prune", 1500.0)]
     return records
 
 
@@ -362,6 +376,37 @@ def test_a_paper_profile_smoke_is_reported_as_not_comparable_naming_why():
     partial[0] = dataclasses.replace(partial[0], num_images=100)
     report = render_report(partial, pd.DataFrame(), ReportSettings(profile="paper")).markdown
     assert f"part of a split: {SPECS[partial[0].benchmark].title} 100 of" in report.split("\n\n")[1]
+
+
+def test_run_cost_is_seeds_times_steps_and_split_images_times_the_counted_gmacs():
+    records = [flops_record(v, b, g, "paper-arch", "ViT-B-16", (384, 384))
+               for v, g in (("full", 300.0), ("zero_shot", 250.0)) for b in BENCHMARK_KEYS]
+    records += [train_step_record("full", 1200.0, iterations=50000, seeds=2),
+                train_step_record("zero_shot", 0.0, seeds=2)]
+    markdown = render_report(records, pd.DataFrame(), ReportSettings()).markdown
+    rows = table_rows(markdown, "### What a paper-profile run of `ViT-B-16` costs")
+    images = sum(SPECS[b].expected_images[0] for b in BENCHMARK_KEYS)
+    train, evaluate = 2 * 50000 * 1200.0 * 2e-6, 2 * images * 300.0 * 2e-6  # seeds x ... x 2 FLOPs per MAC
+    assert rows["`full`"] == ["2 x 50000 steps x 1200.0 GMACs", f"{train:.1f}", f"{evaluate:.1f}",
+                              f"{train + evaluate:.1f}", f"{(train + evaluate) * 1e3 / 3600:.1f} / R"]
+    zero_shot = 2 * images * 250.0 * 2e-6
+    assert rows["`zero_shot`"][:3] == ["training-free", "0.0", f"{zero_shot:.1f}"]
+    total = train + evaluate + zero_shot
+    assert rows["**total**"][-2:] == [f"**{total:.1f}**", f"**{total * 1e3 / 3600:.1f} / R**"]
+    assert "an effective rate of R TFLOP/s" in markdown
+    # a benchmark never counted: its evaluation cost and the total are gaps, not a smaller number
+    partial = render_report(records[1:], pd.DataFrame(), ReportSettings()).markdown
+    rows = table_rows(partial, "### What a paper-profile run of `ViT-B-16` costs")
+    assert rows["`full`"][2:4] == ["—", "—"] and "**total**" not in rows
+
+
+def test_the_paper_profile_prices_its_own_records_and_no_step_record_means_no_estimate():
+    own = [dataclasses.replace(r, profile="paper") for r in scenario() if r.profile == "paper-arch"]
+    markdown = render_report(own, pd.DataFrame(), ReportSettings(profile="paper")).markdown
+    rows = table_rows(markdown, "### What a paper-profile run of `ViT-B-16` costs")
+    assert rows["`full`"][:2] == ["1 x 80000 steps x 1020.0 GMACs", "163.2"]
+    without = [r for r in own if not isinstance(r, TrainStepRecord)]
+    assert "costs (estimate" not in render_report(without, pd.DataFrame(), ReportSettings(profile="paper")).markdown
 
 
 # ---- training curves -------------------------------------------------------------------------------------

@@ -16,17 +16,20 @@ import pandas as pd
 from dcpclip.atomic import write_text
 from dcpclip.data.specs import SPECS
 from dcpclip.model.variants import VARIANTS
-from dcpclip.records import BENCHMARK_KEYS, EvalRecord, Record, sort_records
+from dcpclip.records import BENCHMARK_KEYS, EvalRecord, Record, TrainStepRecord, sort_records
 
 COLUMNS = ["kind", "profile", "arch", "variant", "seed", "benchmark", "vocabulary", "metric", "value", "unit"]
 EVAL_METRICS = ("mIoU", "fwIoU", "mAcc", "pAcc")
 FLOPS_METRICS = {"gmacs_mean": "GMACs", "gmacs_std": "GMACs", "num_images": "images",
                  "params_total": "parameters", "params_trainable": "parameters"}
+TRAIN_STEP_METRICS = {"step_gmacs": "GMACs", "image_gmacs": "GMACs", "text_encoder_gmacs": "GMACs",
+                      "batch_size": "images", "iterations": "steps", "seeds": "runs"}
 
 
 def summary_table(records: Iterable[Record]) -> pd.DataFrame:
     """Columns COLUMNS. `vocabulary` is the number of class names given to the model (59 for PAS-20b);
-    `seed` is empty for FLOP rows; pruner recall is in percent here (a fraction in the record)."""
+    `seed` is empty for FLOP and train-step rows, whose `benchmark` is the training set; pruner recall is in
+    percent here (a fraction in the record)."""
     rows = []
     for record in sort_records(records):
         if isinstance(record, EvalRecord):
@@ -35,6 +38,11 @@ def summary_table(records: Iterable[Record]) -> pd.DataFrame:
             rows += [[*base, name, getattr(record.metrics, name), "%"] for name in EVAL_METRICS]
             if record.pruner_recall is not None:
                 rows.append([*base, "pruner_recall", 100.0 * record.pruner_recall, "%"])
+        elif isinstance(record, TrainStepRecord):
+            base = [record.kind, record.profile, record.arch, record.variant, None, record.train_dataset,
+                    record.num_classes]
+            rows += [[*base, name, float(getattr(record, name)), unit]
+                     for name, unit in TRAIN_STEP_METRICS.items()]
         else:
             base = [record.kind, record.profile, record.arch, record.variant, None, record.benchmark,
                     record.num_classes]

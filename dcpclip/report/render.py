@@ -16,7 +16,7 @@ from dcpclip.atomic import atomic_path, write_text
 from dcpclip.model.variants import VARIANTS
 from dcpclip.profiles import PAPER_ARCH_PROFILE
 from dcpclip.records import EvalRecord, FlopsRecord, Record, sort_records
-from dcpclip.report import claims, figures, tables
+from dcpclip.report import claims, figures, run_cost, tables
 from dcpclip.report.aggregate import single_arch, summary_table, variant_rank
 from dcpclip.report.comparability import comparability_problems
 from dcpclip.report.tables import GAP, NOT_APPLICABLE
@@ -126,11 +126,12 @@ def banner(inputs: _Inputs) -> str:
 
 
 def _header(inputs: _Inputs) -> list[str]:
-    n_eval = len(inputs.evals)
+    kinds = Counter(r.kind for r in inputs.records)
     return [
         f"# DCP-CLIP benchmark report: `{inputs.profile}` profile",
         "> " + banner(inputs),
-        f"Generated from {n_eval} evaluation and {len(inputs.records) - n_eval} FLOP records "
+        f"Generated from {kinds['eval']} evaluation, {kinds['flops']} FLOP and {kinds['train_step']} "
+        "training-step records "
         f"(`python -m experiments.report`); do not edit by hand. Backbone: `{inputs.arch or GAP}`. "
         f"Marks: {GAP} = not run (no record), {NOT_APPLICABLE} = does not apply to the variant.",
     ]
@@ -169,6 +170,29 @@ def _cost(inputs: _Inputs) -> list[str]:
         lines.append("Random weights on this profile's synthetic images at the protocol's resolution: "
                      "GMACs depend on the architecture, the resolution and the vocabulary, not on the "
                      "weights' values.")
+    return lines
+
+
+def _run_cost(inputs: _Inputs) -> list[str]:
+    """The estimate for the paper architecture: counted by the offline profile, or the paper profile's own."""
+    sources = [(PAPER_ARCH_PROFILE, a) for a in inputs.paper_archs] if inputs.profile == "offline" else \
+        [(inputs.profile, inputs.flops_arch)] if inputs.flops_arch else []
+    lines = []
+    for profile, arch in sources:
+        if tables.select(inputs.summary, kind="train_step", profile=profile, arch=arch).empty:
+            continue  # counted before the flops stage wrote train-step records
+        lines += [
+            f"### What a paper-profile run of `{arch}` costs (estimate, counted from the records)",
+            "Each variant's training runs (seeds x steps x the GMACs of one step: 3 forwards of the batch's "
+            "crops on the training vocabulary, plus the text tower when it trains; `dcpclip.train_cost`) "
+            f"plus its evaluations (seeds x {run_cost.evaluation_work()} x the GMACs per image above), "
+            "2 FLOPs per multiply-add. Not counted: the text banks (cached once per vocabulary) and the "
+            "FLOP, aggregate and report stages (minutes on a CPU). "
+            "GPU-hours are given for an effective rate of R TFLOP/s (the device's throughput on this model, "
+            "utilisation included, which no record here measures): `python -m experiments.estimate "
+            "profile=paper` measures R on your device with a short probe (`benchmarks/gpu_check.sh` on a GPU).",
+            run_cost.run_cost_table(inputs.summary, profile, arch, inputs.variants),
+        ]
     return lines
 
 
@@ -274,7 +298,8 @@ def render_report(
         not_comparable=tuple(comparability_problems([r for r in records if isinstance(r, EvalRecord)])),
     )
     drawn = _figures(inputs, curves)
-    sections = [*_header(inputs), *_accuracy(inputs), *_cost(inputs), *_diagnostics(inputs, settings),
+    sections = [*_header(inputs), *_accuracy(inputs), *_cost(inputs), *_run_cost(inputs),
+                *_diagnostics(inputs, settings),
                 *_figure_links(drawn), *_reference(inputs), *_claims(inputs), *_provenance(inputs)]
     return Report("\n\n".join(sections) + "\n", {name: png for name, png in drawn.items() if png is not None})
 

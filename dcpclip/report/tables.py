@@ -14,7 +14,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from dcpclip.data.specs import SPECS
-from dcpclip.records import BENCHMARK_KEYS, EvalRecord, Record, sort_records
+from dcpclip.records import BENCHMARK_KEYS, EvalRecord, Record, TrainStepRecord, sort_records
 from dcpclip.report.aggregate import seed_statistics
 from dcpclip.report.reference import PUBLISHED
 
@@ -191,7 +191,8 @@ def provenance_table(records: Sequence[Record]) -> str:
         stamp = json.dumps({k: v for k, v in r.environment.items() if k != "git_commit"}, sort_keys=True)
         seed = str(r.seed) if isinstance(r, EvalRecord) else GAP
         train = (r.train_fingerprint or GAP) if isinstance(r, EvalRecord) else GAP
-        rows.append([r.kind, r.profile, r.arch, f"`{r.variant}`", seed, SPECS[r.benchmark].title,
+        benchmark = SPECS[r.train_dataset if isinstance(r, TrainStepRecord) else r.benchmark].title
+        rows.append([r.kind, r.profile, r.arch, f"`{r.variant}`", seed, benchmark,
                      r.config_fingerprint, train, r.code_digest, r.environment.get("git_commit") or GAP, labels[stamp],
                      f"`{r.command}`"])
     headers = ["record", "profile", "arch", "variant", "seed", "benchmark", "config", "training", "code",
