@@ -26,6 +26,7 @@ from dcpclip.model.variants import VARIANTS, resolve_variant  # noqa: E402
 from experiments import fetch, prepare, pretrain  # noqa: E402
 from experiments.compose import compose_config  # noqa: E402
 from experiments.evaluate import evaluate  # noqa: E402
+from experiments.failures import failed  # noqa: E402
 from experiments.flops import count  # noqa: E402
 from experiments.train import describe_start, train  # noqa: E402
 
@@ -65,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "ablations/run.py", *(argv if argv is not None else sys.argv[1:])])
     try:
         for stage in (fetch, prepare, pretrain):
-            if stage.main(base) != 0:
-                raise RuntimeError(f"{stage.__name__} failed")
+            status = stage.main(base)  # a failure has printed its error line already
+            if status != 0:
+                return status
         trains = resolve_variant(args.variant)[1]
         for seed in args.seeds:
             cfg = compose_config([*base, f"seed={seed}"])
@@ -82,8 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"flops {args.variant} {arch} (GMACs/image): "
                   + ", ".join(f"{key} {value}" for key, value in counts.items()), flush=True)
     except Exception as err:
-        print(f"error: {type(err).__name__}: {err}\nrerun with: {command}", file=sys.stderr)
-        return 1
+        return failed(err, command)
     print(f"done: records under {cfg.results_dir}/eval/{cfg.profile} and {cfg.results_dir}/flops; "
           "`dvc repro report` (or python -m experiments.report) renders them", flush=True)
     return 0

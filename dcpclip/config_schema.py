@@ -13,10 +13,12 @@ import types
 import typing
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
+from dcpclip.errors import ExpectedError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(ExpectedError, ValueError):
     """A config value or key is invalid; the message names the dotted key."""
 
 

@@ -43,6 +43,7 @@ from dcpclip.engine.checkpoint import (
     trainable_state,
 )
 from dcpclip.engine.inference import InferenceSettings, predict_labels
+from dcpclip.errors import ExpectedError
 from dcpclip.model.build import build_model
 from dcpclip.model.text_bank import TextBankCache
 from dcpclip.model.trainable import set_trainable
@@ -55,7 +56,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 UINT8_CLASSES = 256  # label maps of vocabularies up to this size are uint8 PNGs, larger ones uint16
 
 
-class PredictInputError(ValueError):
+class PredictInputError(ExpectedError, ValueError):
     """Bad input to prediction (image, vocabulary or model source); the message names it."""
 
 
@@ -225,10 +226,7 @@ def _embed_dim(arch: str) -> int | str:
 def load_run_state(model: torch.nn.Module, folder: Path) -> None:
     """Copy the run's trained state into `model`, explaining any tensor that does not fit."""
     path = folder / CHECKPOINT_NAME
-    try:
-        state = load_checkpoint(folder)["model"]
-    except ValueError as err:  # a checkpoint format this code does not read
-        raise PredictInputError(str(err)) from None
+    state = load_checkpoint(folder)["model"]  # an unreadable one: CorruptCheckpointError, naming it
     expected = trainable_state(model)
     misfits = [
         f"{name} {list(state[name].shape)} (checkpoint) vs {list(tensor.shape)} (model)"

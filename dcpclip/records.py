@@ -39,6 +39,7 @@ from typing import Any, Literal
 from dcpclip.atomic import write_text
 from dcpclip.config_schema import ConfigError, from_dict, to_dict
 from dcpclip.data.specs import SPECS
+from dcpclip.errors import ExpectedError
 from dcpclip.model.variants import VARIANTS, resolve_variant
 from dcpclip.profiles import EVAL_PROFILES, FLOPS_PROFILES
 
@@ -48,7 +49,7 @@ BACKWARD_FACTOR = 3  # a training step costs 3 forwards: the backward taken as t
 BENCHMARK_KEYS = tuple(key for key, spec in SPECS.items() if spec.split == "val")
 
 
-class RecordError(ValueError):
+class RecordError(ExpectedError, ValueError):
     """A record file is malformed; the message names the file and the key."""
 
 

@@ -14,6 +14,7 @@ from dcpclip.profiles import EVAL_PROFILES
 from dcpclip.records import load_records
 from dcpclip.report.aggregate import write_aggregate
 from dcpclip.report.curves import load_training_curves
+from experiments.failures import entry_point
 
 CURVE_METRIC = "train/total"  # the total training loss, as the trainer logs it
 
@@ -30,7 +31,8 @@ def write_curves(runs: str | Path, profile: str, out: Path) -> int:
     return curves.groupby(["variant", "seed"]).ngroups
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point("experiments.aggregate")
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=EVAL_PROFILES, default="offline")
     parser.add_argument("--results", default="results", help="folder holding eval/ and flops/ records")

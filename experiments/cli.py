@@ -1,11 +1,10 @@
 """The command-line shape every entry point shares: Hydra overrides as positional arguments, and
-`--params params.yaml` to start from the pipeline's parameters (what `dvc.yaml` stages pass)."""
+`--params params.yaml` to start from the pipeline's parameters (what `dvc.yaml` stages pass). How they
+fail: `experiments.failures`."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-import traceback
 from pathlib import Path
 
 import yaml
@@ -48,12 +47,3 @@ def data_stage_arguments(argv: list[str] | None, description: str, datasets: lis
     args = parser.parse_args(argv)
     cfg = compose_config(overrides_from_args(args)).data
     return cfg, args.datasets or [cfg.train_dataset, *cfg.benchmarks]
-
-
-def failed(err: Exception, rerun: str, explained: tuple[type[Exception], ...] = ()) -> int:
-    """End an entry point's failure the one way they all do: the traceback (unless `err` is of an explained
-    type, whose message says it all), the message, and the command that reruns it. Returns exit status 1."""
-    if not isinstance(err, explained):
-        traceback.print_exc()
-    print(f"error: {type(err).__name__}: {err}\nrerun with: {rerun}", file=sys.stderr)
-    return 1

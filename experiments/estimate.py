@@ -35,7 +35,6 @@ import torch
 
 from dcpclip.atomic import write_text
 from dcpclip.config import ExperimentConfig
-from dcpclip.config_schema import ConfigError
 from dcpclip.data.specs import SPECS
 from dcpclip.engine.inference import InferenceSettings, model_views
 from dcpclip.environment import device_name
@@ -44,10 +43,9 @@ from dcpclip.model.build import build_model
 from dcpclip.model.trainable import set_trainable
 from dcpclip.model.variants import apply_variant, resolve_variant
 from dcpclip.train_cost import count_train_step, gpu_hours
-from experiments.cli import add_override_arguments, failed, overrides_from_args
+from experiments.cli import add_override_arguments, overrides_from_args
 from experiments.compose import compose_config
-
-EXPLAINED_ERRORS = (ConfigError,)
+from experiments.failures import entry_point, failed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +141,8 @@ def render(cfg: ExperimentConfig, costs: list[StageCost], tflops: float, rate_so
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point("experiments.estimate")
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_override_arguments(parser)
@@ -165,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             tflops, source = args.tflops, "given with --tflops"
     except Exception as err:
-        return failed(err, f"python -m experiments.estimate {' '.join(overrides)}", EXPLAINED_ERRORS)
+        return failed(err, f"python -m experiments.estimate {' '.join(overrides)}")
     print(render(cfg, costs, tflops, source))
     if args.out:
         record = {"profile": cfg.profile, "arch": cfg.backbone.arch, "tflops": tflops, "rate_source": source,

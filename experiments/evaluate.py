@@ -30,18 +30,20 @@ from dcpclip.engine.checkpoint import load_trained_weights, run_status
 from dcpclip.engine.evaluator import SemSegEvaluator
 from dcpclip.engine.inference import InferenceSettings, predict_labels, pruner_recall
 from dcpclip.environment import environment_stamp
+from dcpclip.errors import ExpectedError
 from dcpclip.model.build import build_model
 from dcpclip.model.text_bank import TextBankCache
 from dcpclip.model.trainable import set_trainable
 from dcpclip.model.variants import apply_variant, resolve_variant
 from dcpclip.records import EvalRecord, RecordError, SegmentationMetrics, load_record, write_record
 from dcpclip.records import InferenceSettings as RecordedInference
-from experiments.cli import add_override_arguments, failed, overrides_from_args
+from experiments.cli import add_override_arguments, overrides_from_args
 from experiments.compose import compose_config
+from experiments.failures import entry_point, failed
 
 
-class RunNotTrained(RuntimeError):
-    pass
+class RunNotTrained(ExpectedError, RuntimeError):
+    """The run to evaluate is not trained with this config and code; the message says how to train it."""
 
 
 def label_names(prompt_names: list[str], spec: DatasetSpec) -> list[str]:
@@ -163,7 +165,8 @@ def evaluate_job(overrides: list[str]) -> dict:
     return evaluate(compose_config(overrides), shlex.join(["python", "-m", "experiments.evaluate", *overrides]))
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point("experiments.evaluate")
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_override_arguments(parser)
     overrides = overrides_from_args(parser.parse_args(argv))
@@ -172,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = compose_config(overrides)
         outcome = evaluate(cfg, command, progress=sys.stderr.isatty())
     except Exception as err:
-        return failed(err, command, explained=(Exception,))
+        return failed(err, command)
     for key, value in outcome.items():
         shown = value if isinstance(value, str) else f"mIoU {value:.2f}%"
         print(f"evaluate {cfg.variant} seed{cfg.seed} {SPECS[key].title}: {shown}", flush=True)

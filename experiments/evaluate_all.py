@@ -12,6 +12,7 @@ import sys
 from dcpclip.data.specs import SPECS
 from experiments.compose import compose_config
 from experiments.evaluate import evaluate_job, up_to_date
+from experiments.failures import entry_point
 from experiments.fanout import Job, reference, stage_main
 
 
@@ -29,7 +30,8 @@ def evaluation_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
     return jobs, pending
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point("experiments.evaluate_all")
+def main(argv: list[str]) -> int:
     return stage_main("evaluate", __doc__.splitlines()[0], evaluation_jobs, argv)
 
 

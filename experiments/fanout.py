@@ -20,12 +20,15 @@ from pathlib import Path
 from dcpclip import paths
 from experiments.cli import add_override_arguments, overrides_from_args
 from experiments.compose import compose_config
+from experiments.failures import BUG, EXPECTED, is_expected, one_line
 
 REPO = Path(__file__).resolve().parent.parent
 # How often Tune restarts a failed trial before the stage reports it: a trial whose worker or node dies
 # (a lost cluster machine) is retried on the nodes left, where its job resumes from its own last checkpoint.
-# A job that fails by itself (a bad config, a held run lock) fails the same way on each retry.
+# A job that fails by itself with an expected error (a bad config, a corrupt checkpoint: `cli.is_expected`)
+# is reported at once, not retried: it would fail the same way each time.
 TRIAL_RETRIES = 2
+EXPECTED_ERROR = "expected_error"  # the metric a trial reports its expected failure under
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +54,7 @@ class Outcome:
     job: Job
     error: str | None
     result: dict
+    expected: bool = False  # the error is an expected one (its message says what to fix)
 
 
 def reference(function: Callable[[list[str]], dict]) -> str:
@@ -74,7 +78,13 @@ def _trial(config: dict) -> None:
     if config["cwd"] not in sys.path:
         sys.path.insert(0, config["cwd"])
     job = config["jobs"][config["job"]]
-    tune.report(_call(job["function"], job["overrides"]) or {"ok": 1})
+    try:
+        result = _call(job["function"], job["overrides"]) or {"ok": 1}
+    except Exception as err:
+        if not is_expected(err):
+            raise  # a bug or a lost worker: Tune retries it and reports the traceback
+        result = {EXPECTED_ERROR: one_line(err)}
+    tune.report(result)
 
 
 def _root_cause(error: BaseException) -> str:
@@ -117,14 +127,19 @@ def run_jobs(jobs: list[Job], resources: Resources, storage: Path, stage: str) -
     outcomes = []
     for result in grid:
         job = by_name[result.config["job"]]
+        metrics = dict(result.metrics or {})
+        if EXPECTED_ERROR in metrics:
+            outcomes.append(Outcome(job, metrics[EXPECTED_ERROR], metrics, expected=True))
+            continue
         error = None if result.error is None else _root_cause(result.error)
-        outcomes.append(Outcome(job, error, dict(result.metrics or {})))
+        outcomes.append(Outcome(job, error, metrics))
     return sorted(outcomes, key=lambda o: list(by_name).index(o.job.name))
 
 
 def run_stage(stage: str, jobs: list[Job], pending: list[bool], resources: Resources, storage: Path) -> int:
     """Run the pending jobs in parallel, print one line per job, and return the exit code: 0 when every
-    job succeeded, 1 naming each failed job with its error and the command that reruns it alone."""
+    job succeeded; else 2 when every failure was an expected one, 1 when one was a bug, naming each failed
+    job with its error and the command that reruns it alone."""
     todo = [job for job, is_pending in zip(jobs, pending, strict=True) if is_pending]
     for job, is_pending in zip(jobs, pending, strict=True):
         if not is_pending:
@@ -147,7 +162,7 @@ def run_stage(stage: str, jobs: list[Job], pending: list[bool], resources: Resou
         names = ", ".join(o.job.name for o in failed)
         print(f"{stage}: {len(failed)} of {len(todo)} jobs failed ({names}); rerunning the stage redoes "
               "only those", file=sys.stderr)
-        return 1
+        return EXPECTED if all(o.expected for o in failed) else BUG
     return 0
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 from dcpclip.data.fetch import fetch_dataset, registry_for
 from dcpclip.data.sources import DATASET_SOURCES
 from experiments.cli import data_stage_arguments
+from experiments.failures import entry_point
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point("experiments.fetch")
+def main(argv: list[str]) -> int:
     cfg, datasets = data_stage_arguments(argv, __doc__, list(DATASET_SOURCES))
     registry = registry_for(cfg)
     for dataset in datasets:

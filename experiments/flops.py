@@ -37,8 +37,9 @@ from dcpclip.model.variants import apply_variant, resolve_variant
 from dcpclip.profiles import PAPER_ARCH_PROFILE
 from dcpclip.records import FlopsRecord, RecordError, TrainStepRecord, load_record, write_record
 from dcpclip.train_cost import count_train_step
-from experiments.cli import add_override_arguments, failed, overrides_from_args
+from experiments.cli import add_override_arguments, overrides_from_args
 from experiments.compose import compose_config
+from experiments.failures import entry_point, failed
 
 TRAIN_STEP = "train step"  # the outcome key of the train-step record
 
@@ -194,7 +195,8 @@ def flops_job(overrides: list[str]) -> dict:
     return count(compose_config(overrides), paper_arch, command)
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point("experiments.flops")
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_override_arguments(parser)
     parser.add_argument("--paper-arch", metavar="MODEL",
@@ -207,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = compose_config(overrides)
         outcome = count(cfg, args.paper_arch, command)
     except Exception as err:
-        return failed(err, command, explained=(Exception,))
+        return failed(err, command)
     for arch, counts in outcome.items():
         shown = ", ".join(f"{SPECS[k].title if k in SPECS else k} {v}" for k, v in counts.items())
         print(f"flops {cfg.variant} {arch} (GMACs per image; per training step): {shown}", flush=True)

@@ -13,6 +13,7 @@ import sys
 from dcpclip import paths
 from dcpclip.profiles import PAPER_ARCH_PROFILE
 from experiments.compose import compose_config
+from experiments.failures import entry_point
 from experiments.fanout import Job, reference, stage_main
 from experiments.flops import flops_job, paper_arch_config, stale_counts
 
@@ -34,7 +35,8 @@ def flops_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
     return jobs, pending
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point("experiments.flops_all")
+def main(argv: list[str]) -> int:
     return stage_main("flops", __doc__.splitlines()[0], flops_jobs, argv, uses_gpu=False)  # fvcore traces on CPU
 
 

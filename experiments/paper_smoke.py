@@ -29,6 +29,7 @@ from pathlib import Path
 
 from dcpclip.atomic import write_text
 from dcpclip.model.variants import resolve_variant
+from experiments.failures import entry_point
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("full", "no_prune", "no_dual", "static_text", "zero_shot")
@@ -88,7 +89,8 @@ def stages(variants: list[str], overrides: list[str]) -> list[tuple[str, list[st
     ]
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point("experiments.paper_smoke")
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, required=True, help="where data, runs, results and reports go")

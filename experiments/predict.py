@@ -22,15 +22,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from dcpclip.config_schema import ConfigError
-from dcpclip.data.errors import DataError
-from dcpclip.model.backbone import PretrainedWeightsUnavailable
-from dcpclip.predict import PredictInputError, collect_images, load_predictor, predict_images, read_vocabulary
-from experiments.cli import failed
+from dcpclip.predict import collect_images, load_predictor, predict_images, read_vocabulary
 from experiments.compose import compose_config
-
-BAD_INPUT = 2
-BAD_INPUT_ERRORS = (PredictInputError, DataError, ConfigError)
+from experiments.failures import entry_point, failed
 
 
 def split_arguments(arguments: list[str]) -> tuple[list[str], list[str]]:
@@ -49,7 +43,8 @@ def describe_source(source: dict) -> str:
     return f"run {source['run_dir']} ({source['arch']}, step {source['step']}{unfinished})"
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point("experiments.predict")
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
@@ -77,11 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         for record in predict_images(predictor, images, vocabulary, args.out):
             top = ", ".join(f"{c['name']} {100 * c['pixel_share']:.0f}%" for c in record["classes"][:5])
             print(f"{args.out / record['labels']}: {len(record['classes'])} classes ({top})", flush=True)
-    except BAD_INPUT_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return BAD_INPUT
-    except Exception as err:  # unexpected: the traceback, the message and the command to rerun
-        return failed(err, rerun, (PretrainedWeightsUnavailable,))
+    except Exception as err:  # bad input: one line naming it, exit 2; a bug: the traceback, exit 1
+        return failed(err, rerun)
     return 0
 
 

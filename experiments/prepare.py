@@ -12,9 +12,11 @@ from pathlib import Path
 from dcpclip.data.fetch import registry_for
 from dcpclip.data.prepare import PREPARERS, prepare_dataset
 from experiments.cli import data_stage_arguments
+from experiments.failures import entry_point
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point("experiments.prepare")
+def main(argv: list[str]) -> int:
     cfg, datasets = data_stage_arguments(argv, __doc__, list(PREPARERS))
     registry = registry_for(cfg)
     for dataset in datasets:

@@ -18,17 +18,13 @@ import sys
 from dcpclip import paths
 from dcpclip.atomic import write_text
 from dcpclip.config import ExperimentConfig
-from dcpclip.config_schema import ConfigError
-from dcpclip.data.errors import DataError
-from dcpclip.engine.checkpoint import RunMismatchError
 from dcpclip.engine.pretrain import RECORD_KIND, pretrain_clip, pretrain_status
-from dcpclip.model.backbone import PretrainedWeightsUnavailable
-from experiments.cli import add_override_arguments, failed, overrides_from_args
+from experiments.cli import add_override_arguments, overrides_from_args
 from experiments.compose import compose_config
+from experiments.failures import entry_point, failed
 from experiments.live_metrics import DVCLiveSink
 
 # errors whose message says what to do: shown without a traceback
-EXPLAINED_ERRORS = (ConfigError, DataError, RunMismatchError, PretrainedWeightsUnavailable, FileNotFoundError)
 
 
 def external_weights_record(cfg: ExperimentConfig) -> dict:
@@ -52,7 +48,8 @@ def provide(cfg: ExperimentConfig, progress: bool) -> str:
     return f"pretrain: {cfg.backbone.pretrained} ({result.status}, {result.step} steps{speed})"
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point("experiments.pretrain")
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_override_arguments(parser)
     args = parser.parse_args(argv)
@@ -61,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = compose_config(overrides_from_args(args))
         print(provide(cfg, progress=sys.stderr.isatty()), flush=True)
     except Exception as err:
-        return failed(err, rerun, EXPLAINED_ERRORS)
+        return failed(err, rerun)
     return 0
 
 

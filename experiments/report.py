@@ -12,9 +12,11 @@ from dcpclip.profiles import EVAL_PROFILES
 from dcpclip.records import load_records
 from dcpclip.report.curves import load_training_curves
 from dcpclip.report.render import ReportSettings, render_report, write_report
+from experiments.failures import entry_point
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point("experiments.report")
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--profile", choices=EVAL_PROFILES, default="offline")
     parser.add_argument("--results", default="results", help="folder holding eval/ and flops/ records")

@@ -15,18 +15,13 @@ import shlex
 import sys
 
 from dcpclip.config import ExperimentConfig
-from dcpclip.config_schema import ConfigError
-from dcpclip.data.errors import DataError
-from dcpclip.engine.checkpoint import RunMismatchError, checkpoint_identity, run_status
+from dcpclip.engine.checkpoint import checkpoint_identity, run_status
 from dcpclip.engine.segmenter_training import train_experiment
-from dcpclip.model.backbone import PretrainedWeightsUnavailable
 from dcpclip.model.variants import resolve_variant
 from dcpclip.paths import run_dir, training_fingerprint
-from experiments.cli import failed
 from experiments.compose import compose_config
+from experiments.failures import entry_point, failed
 from experiments.live_metrics import DVCLiveSink
-
-EXPLAINED_ERRORS = (ConfigError, DataError, RunMismatchError, PretrainedWeightsUnavailable, FileNotFoundError)
 
 
 def train_job(overrides: list[str]) -> dict:
@@ -63,7 +58,8 @@ def describe_start(cfg: ExperimentConfig) -> str:
     }[status]
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point("experiments.train")
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. variant=no_dual seed=1")
     args = parser.parse_args(argv)
@@ -73,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         print(describe_start(cfg), flush=True)
         outcome = train(cfg, progress=sys.stderr.isatty())
     except Exception as err:
-        return failed(err, rerun, EXPLAINED_ERRORS)
+        return failed(err, rerun)
     if outcome["status"] in ("trained", "resumed"):
         print(f"trained {outcome['run_dir']}: {outcome['step']} steps ({outcome['status']}), "
               f"{outcome['steps_per_second']:.2f} steps/s", flush=True)

@@ -16,6 +16,7 @@ from dcpclip import paths
 from dcpclip.engine.checkpoint import run_status
 from dcpclip.model.variants import resolve_variant
 from experiments.compose import compose_config
+from experiments.failures import entry_point
 from experiments.fanout import Job, reference, stage_main
 from experiments.train import train_job
 
@@ -35,7 +36,8 @@ def training_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
     return jobs, pending
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point("experiments.train_all")
+def main(argv: list[str]) -> int:
     return stage_main("train", __doc__.splitlines()[0], training_jobs, argv)
 
 

@@ -17,6 +17,7 @@ from dcpclip.data.errors import DataError
 from dcpclip.data.prepare import prepare_dataset
 from dcpclip.data.prepare.a847 import read_index
 from dcpclip.data.synthetic import mat, png, raw_files, write_host
+from dcpclip.errors import CorruptCacheWarning
 
 SMALL = SyntheticConfig(val_images=2, train_images=2, image_size=(24, 40))
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # pycocotools
@@ -226,3 +227,14 @@ def test_failed_update_keeps_the_previous_preparation(tmp_path):
     with pytest.raises(DataError, match="unreadable image"):
         run(tmp_path, "a150", files)
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "prepared").rglob("*")) == before
+
+
+def test_an_unreadable_manifest_is_named_and_the_dataset_prepared_again(tmp_path):
+    files = raw_files(SMALL, ["a150"])
+    run(tmp_path, "a150", files)
+    manifest = tmp_path / "prepared" / "a150" / "manifest.json"
+    good = manifest.read_text()
+    manifest.write_text(good[: len(good) // 2])
+    with pytest.warns(CorruptCacheWarning, match=f"prepared manifest {re.escape(str(manifest))}: unreadable"):
+        assert run(tmp_path, "a150", files)["images"] == {"val": 2}
+    assert manifest.read_text() == good

@@ -27,6 +27,7 @@ from dcpclip.data.sources import (
 )
 from dcpclip.data.specs import SPECS
 from dcpclip.data.synthetic import generate
+from dcpclip.errors import CorruptCacheWarning
 
 PROTOCOL_SHA256 = {  # shared/design/protocol.md, "Pinned benchmark definition files"
     "coco.json": (1903, "0d1caff40f22c2f8de07c9d3016f2521dea096ae8b51889a12d3511bc33a18e7"),
@@ -221,11 +222,24 @@ def test_extraction_is_reused_until_the_archive_changes(tmp_path):
     archive = tmp_path / "a.zip"
     archive.write_bytes(_zip_with("more/inner.txt"))
     target = extract(archive, tmp_path / "out", "sha256:one")
-    (target / "ok" / "file.txt").write_bytes(b"touched")
+    (target / "reused.txt").write_bytes(b"a file the archive does not hold")
     assert extract(archive, tmp_path / "out", "sha256:one") == target
-    assert (target / "ok" / "file.txt").read_bytes() == b"touched"
+    assert (target / "reused.txt").is_file()  # not unpacked again
     extract(archive, tmp_path / "out", "sha256:two")
-    assert (target / "ok" / "file.txt").read_bytes() == b"fine"
+    assert not (target / "reused.txt").exists() and (target / "ok" / "file.txt").read_bytes() == b"fine"
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate"])
+def test_a_damaged_extraction_is_reported_by_name_and_unpacked_again(tmp_path, damage):
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(_zip_with("more/inner.txt"))
+    target = extract(archive, tmp_path / "out", "sha256:one")
+    member = target / "ok" / "file.txt"
+    member.unlink() if damage == "delete" else member.write_bytes(b"fi")
+    problem = "ok/file.txt is missing" if damage == "delete" else "ok/file.txt has 2 bytes, 4 when unpacked"
+    with pytest.warns(CorruptCacheWarning, match=f"extracted copy {target}: {problem}; removed, unpacking"):
+        assert extract(archive, tmp_path / "out", "sha256:one") == target
+    assert member.read_bytes() == b"fine"
 
 
 @pytest.mark.parametrize("filename", ["t.zip", "t.tar.gz", "t.tar"])

@@ -43,7 +43,8 @@ def test_a_split_without_a_labelled_pixel_warns_and_records_null_metrics(overrid
 
 def test_an_untrained_run_is_an_error_whose_training_command_keeps_every_override(overrides, tmp_path, capsys):
     trained = [o for o in overrides if o != "variant=zero_shot"] + [f"runs_dir={tmp_path}/runs", "variant=no_dual"]
-    assert evaluate.main(trained) == 1
+    assert evaluate.main(trained) == 2  # an expected failure: one line and its hint, no traceback
     error = capsys.readouterr().err
+    assert "Traceback" not in error
     assert "run is fresh, not trained with this config and code; train it: python -m experiments.train " in error
     assert all(o in error.split("train it: ", 1)[1].splitlines()[0] for o in trained)

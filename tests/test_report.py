@@ -23,7 +23,6 @@ from dcpclip.records import (
     EvalRecord,
     FlopsRecord,
     InferenceSettings,
-    RecordError,
     SegmentationMetrics,
     TrainStepRecord,
     write_record,
@@ -453,13 +452,15 @@ def test_stages_run_from_the_records_on_disk(tmp_path, capsys):
     assert "4 figures" in capsys.readouterr().out
 
 
-def test_report_stage_names_a_malformed_record(tmp_path):
+def test_report_stage_names_a_malformed_record(tmp_path, capsys):
     bad = tmp_path / "results" / "eval" / "offline" / "full" / "seed0" / "a150.json"
     bad.parent.mkdir(parents=True)
     bad.write_text(json.dumps({"kind": "eval", "schema_version": 2}))
-    with pytest.raises(RecordError, match=str(bad)):
-        report_stage.main(["--results", str(tmp_path / "results"), "--models", str(tmp_path / "models"),
-                           "--out", str(tmp_path / "reports")])
+    assert report_stage.main(["--results", str(tmp_path / "results"), "--models", str(tmp_path / "models"),
+                              "--out", str(tmp_path / "reports")]) == 2
+    error, hint = capsys.readouterr().err.splitlines()
+    assert error.startswith(f"error: {bad}: ") and hint.startswith("rerun with: python -m experiments.report")
+    assert not (tmp_path / "reports").exists()
 
 
 def test_clip_weights_line_names_downloaded_and_pretrained_here_weights():

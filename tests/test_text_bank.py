@@ -1,10 +1,13 @@
+import re
+
 import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
 
+from dcpclip.errors import CorruptCacheWarning
 from dcpclip.model.config import TextConfig
-from dcpclip.model.text_bank import TextBankCache, class_prompts, encode_vocabulary
+from dcpclip.model.text_bank import TextBankCache, bank_digest, class_prompts, encode_vocabulary
 
 NAMES = ["wall, brick wall", "sky", "person", "traffic light", "potted plant"] * 7
 
@@ -58,6 +61,25 @@ def test_cache_key_changes_with_weights_names_and_templates(tmp_path, tiny_backb
         with torch.no_grad():
             tiny_backbone.clip.text_projection.sub_(1.0)
     assert (cache.misses, cache.hits) == (4, 0)
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda path: path.write_bytes(path.read_bytes()[:64]), "unreadable (RuntimeError"),
+    (lambda path: torch.save(torch.load(path)["bank"], path), "not a verified cache entry (an older layout"),
+    (lambda path: torch.save({**torch.load(path), "sha256": "0" * 64}, path),
+     "its contents do not match their stored sha256"),
+    (lambda path: torch.save({"bank": torch.zeros(2, 64), "sha256": bank_digest(torch.zeros(2, 64))}, path),
+     "shape [2, 64], expected [35, D]"),
+])
+def test_a_damaged_cache_entry_is_named_removed_and_recomputed(tmp_path, tiny_backbone, damage, problem):
+    bank = TextBankCache(tmp_path, "dcpclip-tiny").get(tiny_backbone, NAMES, TextConfig())
+    (path,) = tmp_path.glob("*.pt")
+    damage(path)
+    cache = TextBankCache(tmp_path, "dcpclip-tiny")
+    with pytest.warns(CorruptCacheWarning, match=re.escape(f"text bank cache {path}: {problem}")):
+        healed = cache.get(tiny_backbone, NAMES, TextConfig())
+    assert cache.misses == 1 and torch.equal(healed, bank)
+    assert torch.equal(TextBankCache(tmp_path, "dcpclip-tiny").get(tiny_backbone, NAMES, TextConfig()), bank)
 
 
 def test_empty_vocabulary_is_refused(tiny_backbone):

@@ -4,20 +4,26 @@ Every member name is checked before anything is written: an absolute path, a `..
 tar link that points outside the target is refused with the archive and member named. Tar members are
 then extracted with Python's `data` filter (no devices, no permission bits beyond the user's). A truncated
 or corrupt archive fails with the archive named. Extraction goes to a temporary folder renamed when
-complete, and is reused while the archive's verified checksum is unchanged.
+complete, and is reused while the archive's verified checksum is unchanged and every file it unpacked is
+still there at its size (the marker lists them): an extraction found damaged is reported by name
+(`CorruptCacheWarning`), removed and unpacked again.
 """
 
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 import tarfile
+import warnings
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
+from dcpclip.atomic import remove_abandoned, temporary_name
 from dcpclip.data.errors import DataError
+from dcpclip.errors import CorruptCacheWarning
 
 _MARKER = ".extracted-from"
 
@@ -69,15 +75,43 @@ def _extract_zip(archive: Path, target: Path) -> None:
         zf.extractall(target)
 
 
+def inventory(folder: Path) -> dict[str, int]:
+    """{relative path: size} of every file under `folder`."""
+    return {p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def extraction_problem(target: Path, archive_hash: str) -> str | None:
+    """Why `target` is not a complete extraction of this archive version (None when it is)."""
+    try:
+        marker = json.loads((target / _MARKER).read_text())
+        listed, extracted_from = dict(marker["files"]), marker["archive_hash"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "no readable marker"
+    if extracted_from != archive_hash:
+        return "another version of the archive"
+    for name, size in listed.items():
+        path = target / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != size:
+            return f"{name} has {path.stat().st_size} bytes, {size} when unpacked"
+    return None
+
+
 def extract(archive: Path, dest_root: Path, archive_hash: str) -> Path:
     """Unpack `archive` into `dest_root/<archive name>/` unless that folder already holds this version."""
     archive, dest_root = Path(archive), Path(dest_root)
     target = dest_root / archive.name
-    marker = target / _MARKER
-    if marker.is_file() and marker.read_text() == archive_hash:
-        return target
+    if target.is_dir():
+        problem = extraction_problem(target, archive_hash)
+        if problem is None:
+            return target
+        if problem != "another version of the archive":
+            warnings.warn(CorruptCacheWarning(f"extracted copy {target}: {problem}; removed, unpacking {archive} "
+                                              "again"), stacklevel=2)
     dest_root.mkdir(parents=True, exist_ok=True)
-    tmp = dest_root / f".{archive.name}.tmp-{os.getpid()}"
+    remove_abandoned(target)
+    tmp = temporary_name(target)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
@@ -85,7 +119,7 @@ def extract(archive: Path, dest_root: Path, archive_hash: str) -> Path:
             _extract_zip(archive, tmp)
         else:
             _extract_tar(archive, tmp)
-        (tmp / _MARKER).write_text(archive_hash)
+        (tmp / _MARKER).write_text(json.dumps({"archive_hash": archive_hash, "files": inventory(tmp)}) + "\n")
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     except tarfile.FilterError as err:

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from dcpclip.atomic import atomic_path, write_text
+from dcpclip.errors import ExpectedError
 
 CHECKPOINT_NAME = "checkpoint.pt"
 DONE_NAME = "done"
@@ -38,7 +39,16 @@ FORMAT_VERSION = 1
 RunStatus = Literal["fresh", "resumable", "done", "mismatch"]
 
 
-class RunMismatchError(RuntimeError):
+class CorruptCheckpointError(ExpectedError, RuntimeError):
+    """A run's checkpoint that cannot be read (truncated, overwritten): never repaired silently, since it
+    holds the only copy of a trained model; the message names it, the hint how to retrain."""
+
+
+class RunBusyError(ExpectedError, RuntimeError):
+    """Another process holds the run's lock: it is training this run now."""
+
+
+class RunMismatchError(ExpectedError, RuntimeError):
     """A checkpoint of this training identity cannot be resumed (its data order differs)."""
 
 
@@ -68,7 +78,7 @@ def load_trained_weights(model: nn.Module, run_dir: str | Path) -> int:
     path = Path(run_dir) / CHECKPOINT_NAME
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}: train this run first")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = read_checkpoint(path)
     load_trainable_state(model, checkpoint["model"], path)
     return checkpoint["step"]
 
@@ -107,19 +117,41 @@ def save_checkpoint(run_dir: str | Path, contents: dict[str, Any]) -> Path:
     return path
 
 
+def read_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
+    """The checkpoint at `path` (a dict); a file torch cannot read, or that is no checkpoint of this code,
+    is a `CorruptCheckpointError` naming it."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # torch reports a damaged zip archive as RuntimeError, a cut pickle as others
+        reason = " ".join(str(err).split())[:160]
+        raise CorruptCheckpointError(
+            f"{path}: corrupt or truncated checkpoint ({type(err).__name__}: {reason})",
+            hint=f"delete the run folder {path.parent} and run its training again (the train stage "
+                 "retrains it from scratch)") from None
+    missing = [key for key in ("model", "step", "fingerprint", "identity") if key not in checkpoint] \
+        if isinstance(checkpoint, dict) else ["(not a dict)"]
+    if missing:
+        raise CorruptCheckpointError(f"{path}: not a checkpoint of this code (missing {', '.join(missing)})",
+                                     hint=f"delete the run folder {path.parent} and run its training again")
+    return checkpoint
+
+
 def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / CHECKPOINT_NAME
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = read_checkpoint(path)
     if checkpoint.get("format_version") != FORMAT_VERSION:
         found = checkpoint.get("format_version")
-        raise ValueError(f"{path}: checkpoint format {found}, this code reads format {FORMAT_VERSION}")
+        raise CorruptCheckpointError(f"{path}: checkpoint format {found}, this code reads format {FORMAT_VERSION}",
+                                     hint=f"delete the run folder {path.parent} and run its training again")
     return checkpoint
 
 
 def checkpoint_identity(run_dir: str | Path) -> tuple[str, dict, int]:
     """(fingerprint, training identity, step) of the stored checkpoint, without reading its tensors."""
     path = Path(run_dir) / CHECKPOINT_NAME
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    checkpoint = read_checkpoint(path, mmap=True)
     return checkpoint["fingerprint"], checkpoint["identity"], checkpoint["step"]
 
 
@@ -133,7 +165,8 @@ def exclusive_run(run_dir: str | Path) -> Iterator[None]:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RuntimeError(f"another process is training {run_dir} (it holds {lock.name})") from None
+            raise RunBusyError(f"another process is training {run_dir} (it holds {lock.name})",
+                               hint="wait for it to finish, or stop it; its run resumes where it stopped") from None
         for partial in run_dir.glob(f".{CHECKPOINT_NAME}.*.tmp"):  # atomic_path's names, left by a kill
             partial.unlink()
         try:

@@ -22,6 +22,7 @@ from open_clip.pretrained import get_pretrained_cfg
 from open_clip.transformer import VisionTransformer, text_global_pool
 from torch import nn
 
+from dcpclip.errors import ExpectedError
 from dcpclip.model.clip_checkpoint import load_clip_checkpoint
 from dcpclip.model.config import BackboneConfig
 
@@ -36,8 +37,8 @@ class ImageFeatures:
     intermediates: list[torch.Tensor]  # each [B, W, h, w], raw tokens of the configured blocks
 
 
-class PretrainedWeightsUnavailable(RuntimeError):
-    pass
+class PretrainedWeightsUnavailable(ExpectedError, RuntimeError):
+    """The configured CLIP weights cannot be downloaded or found; the message says where to put them."""
 
 
 class ClipBackbone(nn.Module):

@@ -20,11 +20,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dcpclip.errors import ExpectedError
+
 OPENAI_ARCHIVE_EXTRAS = ("input_resolution", "context_length", "vocab_size")
 
 
-class CheckpointError(ValueError):
-    pass
+class CheckpointError(ExpectedError, ValueError):
+    """A CLIP weights file that is not a ViT checkpoint of the configured architecture; names the file."""
 
 
 def is_torchscript_archive(path: Path) -> bool:

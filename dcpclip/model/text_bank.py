@@ -4,6 +4,10 @@ Prompting follows CAT-Seg by default ("A photo of a {} in the scene", first syno
 synonyms with ", "); SED's option averages the 80 ImageNet templates of CLIP over every synonym. A class
 embedding is the normalised mean of its normalised prompt embeddings.
 
+Cache entries are content-addressed (the file name is the digest of what the bank is a function of) and
+verified on read (the stored sha256 of the tensor's bytes, its shape): a corrupt or truncated entry is
+reported by name (`CorruptCacheWarning`), removed and recomputed.
+
 Speed: CLIP's text tower is causal and pools at the end-of-text token, so each batch is encoded with its
 context cut to its longest prompt; prompts are sorted by length first so batches are tight.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
 import open_clip
@@ -21,6 +26,7 @@ import torch.nn.functional as F
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 
 from dcpclip.atomic import atomic_path
+from dcpclip.errors import CorruptCacheWarning
 from dcpclip.model.backbone import ClipBackbone
 from dcpclip.model.config import TextConfig
 
@@ -74,6 +80,31 @@ def text_weights_digest(backbone: ClipBackbone) -> str:
     return digest.hexdigest()[:16]
 
 
+def bank_digest(bank: torch.Tensor) -> str:
+    return hashlib.sha256(bank.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()  # any dtype
+
+
+def read_cached_bank(path: Path, num_classes: int) -> torch.Tensor | None:
+    """The [C, D] bank stored at `path`, or None (after a warning naming it, and removing it) when the entry
+    cannot be read or does not match its stored digest or the vocabulary size."""
+    try:
+        entry = torch.load(path, map_location="cpu", weights_only=True)
+        bank = entry.get("bank") if isinstance(entry, dict) else None
+        if not isinstance(bank, torch.Tensor) or not isinstance(entry.get("sha256"), str):
+            problem = "not a verified cache entry (an older layout, or another file)"
+        elif bank.ndim != 2 or bank.shape[0] != num_classes:
+            problem = f"shape {list(bank.shape)}, expected [{num_classes}, D]"
+        elif bank_digest(bank) != entry["sha256"]:
+            problem = "its contents do not match their stored sha256"
+        else:
+            return bank
+    except Exception as err:  # any unreadable entry: torch's zip reader, a cut pickle, another layout
+        problem = f"unreadable ({type(err).__name__}: {' '.join(str(err).split())[:120]})"
+    warnings.warn(CorruptCacheWarning(f"text bank cache {path}: {problem}; removed, recomputing"), stacklevel=2)
+    path.unlink(missing_ok=True)
+    return None
+
+
 class TextBankCache:
     """Disk cache of text banks keyed by (architecture, text weights, templates, synonym rule, names)."""
 
@@ -98,14 +129,15 @@ class TextBankCache:
     def get(self, backbone: ClipBackbone, names: list[str], cfg: TextConfig) -> torch.Tensor:
         """-> [C, D] text bank, from disk when this exact (weights, prompts, names) was seen before."""
         path = self.root / f"{self.key(text_weights_digest(backbone), names, cfg)}.pt"
-        if path.exists():
+        bank = read_cached_bank(path, len(names)) if path.exists() else None
+        if bank is not None:
             self.hits += 1
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return bank
         self.misses += 1
         was_training = backbone.training
         backbone.eval()
         bank = encode_vocabulary(backbone, self.tokenizer, names, cfg).cpu()
         backbone.train(was_training)
         with atomic_path(path) as tmp:
-            torch.save(bank, tmp)
+            torch.save({"bank": bank, "sha256": bank_digest(bank)}, tmp)
         return bank

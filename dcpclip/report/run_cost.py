@@ -1,8 +1,9 @@
 """The cost of a whole run before it is launched, from the records: each variant's training steps x the
 GMACs of one step (train-step records) and its evaluations x the GMACs per image (FLOP records) over the
 full validation splits, in PFLOP, and in GPU-hours as a function of the device's effective rate R (no rate
-is assumed: utilisation differs by device, precision and data pipeline by more than an order of magnitude). The same arithmetic as
-`experiments.estimate`, which counts the composed config afresh and can measure the rate."""
+is assumed: utilisation differs by device, precision and data pipeline by more than an order of
+magnitude). The same arithmetic as `experiments.estimate`, which counts the composed config afresh and
+can measure the rate."""
 
 from __future__ import annotations
 

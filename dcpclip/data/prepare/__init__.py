@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from dcpclip.data.prepare import a150, a847, coco_stuff, pascal_voc, pc59, pc459
 from dcpclip.data.prepare.common import Inputs, SplitResult, atomic_dir
 from dcpclip.data.sources import LOCK_PATH, Registry, names_source
 from dcpclip.data.specs import SPECS
+from dcpclip.errors import CorruptCacheWarning
 
 PREPARERS: dict[str, Callable[[Inputs, Path], dict[str, SplitResult]]] = {
     "coco_stuff": coco_stuff.prepare,
@@ -78,9 +80,16 @@ def preparation_fingerprint(dataset: str, registry: Registry, fetched: dict) -> 
 
 
 def up_to_date_manifest(folder: Path, fingerprint: str) -> dict | None:
+    """The manifest of a preparation of `fingerprint` in `folder`, or None (prepare again): none there, of
+    another fingerprint, or unreadable (named in a warning)."""
+    path = folder / "manifest.json"
+    if not path.is_file():
+        return None
     try:
-        record = json.loads((folder / "manifest.json").read_text())
-    except (OSError, ValueError):
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        warnings.warn(CorruptCacheWarning(f"prepared manifest {path}: unreadable ({err}); preparing again"),
+                      stacklevel=2)
         return None
     if not isinstance(record, dict) or record.get("preparation_fingerprint") != fingerprint:
         return None

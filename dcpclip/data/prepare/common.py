@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from dcpclip.atomic import remove_abandoned, temporary_name
 from dcpclip.data.archives import extract
 from dcpclip.data.errors import DataError
 from dcpclip.data.fetch import Fetched
@@ -157,8 +158,8 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield an empty temporary folder beside `final`: on success it replaces `final`, on error it goes."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
-    old = final.parent / f".{final.name}.old-{os.getpid()}"
+    remove_abandoned(final)
+    tmp, old = temporary_name(final), temporary_name(final, "old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
