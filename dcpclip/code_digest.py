@@ -68,6 +68,15 @@ def _imported_names(tree: ast.Module, name: str, path: Path) -> set[str]:
     return names
 
 
+def direct_imports(name: str) -> set[str]:
+    """The first-party modules (with a source file) that module `name` imports itself, anywhere in it."""
+    path = module_file(name)
+    if path is None:
+        raise CodeDigestError(f"module {name!r}: no source file under {REPO}")
+    return {imported for imported in _imported_names(_parse(path), name, path)
+            if imported != name and module_file(imported) is not None}
+
+
 def _parse(path: Path) -> ast.Module:
     try:
         return ast.parse(path.read_bytes(), filename=str(path))

@@ -123,6 +123,7 @@ def test_no_network_names_the_file_the_url_and_where_to_put_a_copy(tmp_path):
     filename = error.split("http://127.0.0.1:9/", 1)[1].split(" ", 1)[0]
     assert hint == (f"download it by hand to {raw / filename}, or set data.mirror to a folder or URL that holds "
                     f"{filename}")
+    assert not raw.exists() or not any(raw.iterdir())  # no empty partial download left behind
 
 
 def test_a_read_only_results_folder_is_named(workspace, tmp_path):

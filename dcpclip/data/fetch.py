@@ -16,7 +16,6 @@ file, the URL and where to put a copy fetched by hand.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -33,6 +32,7 @@ from dcpclip.data.sources import (
     ADE20K_FULL_HELP,
     LOCK_PATH,
     REAL,
+    Fetched,
     Registry,
     Source,
     read_lock,
@@ -40,13 +40,6 @@ from dcpclip.data.sources import (
     with_mirror,
     with_user_archive,
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class Fetched:
-    source: Source
-    path: Path
-    verified_hash: str  # the checksum this file was verified against ("md5:..", "sha256:..")
 
 
 class ResumableHTTPDownloader:
@@ -161,6 +154,9 @@ def fetch_source(
     except ValueError as err:  # pooch's checksum mismatch (the bad download is already deleted)
         raise DataError(f"{source.key} ({url}): {err}") from None
     except requests.RequestException as err:  # no network, a dead host, a missing file on it
+        part = raw_dir / f"{source.filename}.part"
+        if part.is_file() and part.stat().st_size == 0:  # nothing to resume from
+            part.unlink()
         reason = " ".join(str(err).split())[:160]
         raise DataError(
             f"{source.key}: cannot download {url} ({type(err).__name__}: {reason})",

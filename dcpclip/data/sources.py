@@ -57,6 +57,15 @@ class Source:
 
 
 @dataclasses.dataclass(frozen=True)
+class Fetched:
+    """A source's file on disk, verified."""
+
+    source: Source
+    path: Path
+    verified_hash: str  # the checksum this file was verified against ("md5:..", "sha256:..")
+
+
+@dataclasses.dataclass(frozen=True)
 class Registry:
     """The sources of one data origin (the real datasets, or a generated synthetic copy of their formats)."""
 

@@ -49,3 +49,7 @@ SPECS: dict[str, DatasetSpec] = {
         DatasetSpec("pas20b", "PAS-20b", "val", 21, 59, "voc20b.json", 255, "png8", (1449,), 20),
     )
 }
+
+# COCO-Stuff's raw label ids, shared by its preparation and the synthetic data written in its format
+NUM_RAW_IDS = 182
+UNUSED_THING_IDS = (11, 25, 28, 29, 44, 65, 67, 68, 70, 82, 90)  # 0-based; COCO ids 12, 26, 29, ... 91

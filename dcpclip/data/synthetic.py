@@ -36,8 +36,8 @@ from dcpclip.atomic import atomic_path, write_text
 from dcpclip.config_schema import to_dict
 from dcpclip.data.config import SyntheticConfig
 from dcpclip.data.errors import DataError
-from dcpclip.data.prepare.coco_stuff import NUM_RAW_IDS, UNUSED_THING_IDS
 from dcpclip.data.sources import DATASET_SOURCES, REAL, Registry, Source
+from dcpclip.data.specs import NUM_RAW_IDS, UNUSED_THING_IDS
 from dcpclip.data.synthetic_vocabulary import visual_key, vocabularies
 
 RawFiles = dict[str, bytes | dict[str, bytes]]  # filename -> file bytes, or archive member -> bytes

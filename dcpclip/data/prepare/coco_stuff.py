@@ -25,9 +25,7 @@ from dcpclip.data.prepare.common import (
     split_dirs,
     write_label,
 )
-
-NUM_RAW_IDS = 182
-UNUSED_THING_IDS = (11, 25, 28, 29, 44, 65, 67, 68, 70, 82, 90)  # 0-based; COCO ids 12, 26, 29, ... 91
+from dcpclip.data.specs import NUM_RAW_IDS, UNUSED_THING_IDS
 
 
 def train_id_table() -> np.ndarray:

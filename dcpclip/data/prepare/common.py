@@ -21,7 +21,7 @@ from tqdm import tqdm
 from dcpclip.atomic import remove_abandoned, temporary_name
 from dcpclip.data.archives import extract
 from dcpclip.data.errors import DataError
-from dcpclip.data.fetch import Fetched
+from dcpclip.data.sources import Fetched
 
 
 @dataclasses.dataclass(frozen=True)
