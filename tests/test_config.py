@@ -55,7 +55,7 @@ def test_round_trip_through_plain_dicts():
         (["+head.topk=3"], "unknown config key head.topk"),
         (["data.benchmarks=[a150,coco]"], "data.benchmarks: unknown benchmark 'coco'"),
         (["train.crop_size=96"], "train.crop_size 96 != backbone.image_size 64"),
-        (["+head.presence_prior=0"], "head.presence_prior: must be a probability in (0, 1), got 0"),
+        (["head.presence_prior=0"], "head.presence_prior: must be a probability in (0, 1), got 0"),
         (["grid.variants=[full,no_daul]"], "grid.variants: unknown variant 'no_daul'"),
     ],
 )

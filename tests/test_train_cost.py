@@ -28,7 +28,7 @@ def model_of(cfg):
 
 @pytest.mark.parametrize("clip_trainable, text_trains", [("attn_qv", True), ("none", False)])
 def test_a_step_is_three_forwards_of_the_batch_plus_the_text_tower_when_it_trains(clip_trainable, text_trains):
-    cfg = compose_config([*TINY, "variant=full", f"+head.clip_trainable={clip_trainable}"])
+    cfg = compose_config([*TINY, "variant=full", f"head.clip_trainable={clip_trainable}"])
     model = model_of(cfg)
     step = count_train_step(model, cfg)
     vocabulary = SPECS[cfg.data.train_dataset].num_prompts
