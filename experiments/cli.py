@@ -1,15 +1,18 @@
 """The command-line shape every entry point shares: Hydra overrides as positional arguments, and
-`--params params.yaml` to start from the pipeline's parameters (what `dvc.yaml` stages pass). How they
-fail: `experiments.failures`."""
+`--params params.yaml` to start from the pipeline's parameters (what `dvc.yaml` stages pass), and
+`--print-config` to print the resolved config that would run and exit. How they fail:
+`experiments.failures`."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import yaml
 
-from dcpclip.config_schema import ConfigError
+from dcpclip.config_schema import ConfigError, to_dict
+from dcpclip.model.variants import apply_variant
 from experiments.compose import compose_config
 
 
@@ -17,6 +20,8 @@ def add_override_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. profile=paper variant=no_dual seed=1")
     parser.add_argument("--params", metavar="FILE",
                         help="start from a pipeline parameter file (params.yaml: `profile` and `overrides`)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config (every key, defaults filled in) as YAML and exit")
 
 
 def pipeline_overrides(path: str | Path) -> list[str]:
@@ -33,8 +38,16 @@ def pipeline_overrides(path: str | Path) -> list[str]:
 
 
 def overrides_from_args(args: argparse.Namespace) -> list[str]:
+    """The Hydra overrides of the command line; with `--print-config`, prints their config and exits 0."""
     base = pipeline_overrides(args.params) if args.params else []
-    return [*base, *args.overrides]
+    overrides = [*base, *args.overrides]
+    if args.print_config:
+        cfg = compose_config(overrides)
+        resolved = dataclasses.replace(cfg, head=apply_variant(cfg.head, cfg.variant))  # what the model runs
+        print(f"# resolved config; head: the variant {cfg.variant!r} applied\n"
+              + yaml.safe_dump(to_dict(resolved), sort_keys=False), end="")
+        raise SystemExit(0)
+    return overrides
 
 
 def data_stage_arguments(argv: list[str] | None, description: str, datasets: list[str]):

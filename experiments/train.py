@@ -19,6 +19,7 @@ from dcpclip.engine.checkpoint import checkpoint_identity, run_status
 from dcpclip.engine.segmenter_training import train_experiment
 from dcpclip.model.variants import resolve_variant
 from dcpclip.paths import run_dir, training_fingerprint
+from experiments.cli import add_override_arguments, overrides_from_args
 from experiments.compose import compose_config
 from experiments.failures import entry_point, failed
 from experiments.live_metrics import DVCLiveSink
@@ -61,11 +62,11 @@ def describe_start(cfg: ExperimentConfig) -> str:
 @entry_point("experiments.train")
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. variant=no_dual seed=1")
-    args = parser.parse_args(argv)
-    rerun = shlex.join(["python", "-m", "experiments.train", *args.overrides])
+    add_override_arguments(parser)
+    overrides = overrides_from_args(parser.parse_args(argv))
+    rerun = shlex.join(["python", "-m", "experiments.train", *overrides])
     try:
-        cfg = compose_config(args.overrides)
+        cfg = compose_config(overrides)
         print(describe_start(cfg), flush=True)
         outcome = train(cfg, progress=sys.stderr.isatty())
     except Exception as err:

@@ -2,7 +2,10 @@
 value in the YAML tree of experiments/conf, so any key is overridden as `key=value` (never `+key=value`);
 and the paper profile is the typed defaults except for the keys that make a profile a profile."""
 
+import importlib
+
 import pytest
+import yaml
 
 from dcpclip.config import ExperimentConfig
 from dcpclip.config_schema import to_dict
@@ -72,3 +75,16 @@ def test_the_paper_profile_is_the_typed_defaults_but_for_the_profile_keys():
 def test_a_head_key_is_overridden_without_a_plus():
     assert compose_config(["head.presence_prior=0.1"]).head.presence_prior == 0.1
     assert compose_config(["text.template_set=imagenet80"]).text.template_set == "imagenet80"
+
+
+@pytest.mark.parametrize("module", ["fetch", "prepare", "pretrain", "train", "train_all", "evaluate",
+                                    "evaluate_all", "flops", "flops_all", "estimate"])
+def test_every_entry_point_prints_the_resolved_config_and_exits(module, capsys):
+    main = importlib.import_module(f"experiments.{module}").main
+    with pytest.raises(SystemExit) as exit_status:
+        main(["variant=no_dual", "head.top_k=5", "--print-config"])
+    assert exit_status.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["variant"] == "no_dual" and printed["head"]["top_k"] == 5
+    assert printed["head"]["dual"] is False  # the variant applied: the name never disagrees with the model
+    assert flat(printed).keys() == TYPED.keys()

@@ -238,3 +238,18 @@ def test_an_unreadable_manifest_is_named_and_the_dataset_prepared_again(tmp_path
     with pytest.warns(CorruptCacheWarning, match=f"prepared manifest {re.escape(str(manifest))}: unreadable"):
         assert run(tmp_path, "a150", files)["images"] == {"val": 2}
     assert manifest.read_text() == good
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate"])
+def test_a_prepared_file_missing_or_cut_short_is_named_and_the_dataset_prepared_again(tmp_path, damage):
+    files = raw_files(SMALL, ["a150"])
+    run(tmp_path, "a150", files)
+    folder = tmp_path / "prepared" / "a150"
+    image = sorted((folder / "images" / "val").iterdir())[0]
+    good = image.read_bytes()
+    image.unlink() if damage == "delete" else image.write_bytes(good[:10])
+    name = image.relative_to(folder).as_posix()
+    problem = f"{name} is missing" if damage == "delete" else f"{name} has 10 bytes, {len(good)} when written"
+    with pytest.warns(CorruptCacheWarning, match=re.escape(f"prepared dataset {folder}: {problem}; preparing again")):
+        run(tmp_path, "a150", files)
+    assert image.read_bytes() == good

@@ -236,7 +236,7 @@ def test_a_damaged_extraction_is_reported_by_name_and_unpacked_again(tmp_path, d
     target = extract(archive, tmp_path / "out", "sha256:one")
     member = target / "ok" / "file.txt"
     member.unlink() if damage == "delete" else member.write_bytes(b"fi")
-    problem = "ok/file.txt is missing" if damage == "delete" else "ok/file.txt has 2 bytes, 4 when unpacked"
+    problem = "ok/file.txt is missing" if damage == "delete" else "ok/file.txt has 2 bytes, 4 when written"
     with pytest.warns(CorruptCacheWarning, match=f"extracted copy {target}: {problem}; removed, unpacking"):
         assert extract(archive, tmp_path / "out", "sha256:one") == target
     assert member.read_bytes() == b"fine"

@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 
 from dcpclip.atomic import remove_abandoned, temporary_name
 from dcpclip.data.errors import DataError
+from dcpclip.data.inventory import inventory, inventory_problem
 from dcpclip.errors import CorruptCacheWarning
 
 _MARKER = ".extracted-from"
@@ -75,11 +76,6 @@ def _extract_zip(archive: Path, target: Path) -> None:
         zf.extractall(target)
 
 
-def inventory(folder: Path) -> dict[str, int]:
-    """{relative path: size} of every file under `folder`."""
-    return {p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def extraction_problem(target: Path, archive_hash: str) -> str | None:
     """Why `target` is not a complete extraction of this archive version (None when it is)."""
     try:
@@ -89,13 +85,7 @@ def extraction_problem(target: Path, archive_hash: str) -> str | None:
         return "no readable marker"
     if extracted_from != archive_hash:
         return "another version of the archive"
-    for name, size in listed.items():
-        path = target / name
-        if not path.is_file():
-            return f"{name} is missing"
-        if path.stat().st_size != size:
-            return f"{name} has {path.stat().st_size} bytes, {size} when unpacked"
-    return None
+    return inventory_problem(target, listed)
 
 
 def extract(archive: Path, dest_root: Path, archive_hash: str) -> Path:

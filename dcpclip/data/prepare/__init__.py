@@ -4,8 +4,9 @@ folder, check the image counts, write `classes.json` and `manifest.json`, then r
 On any error nothing is left under the prepared root.
 
 A prepared dataset whose manifest carries this preparation's fingerprint (the verified source hashes, the
-expected counts and the code of the prepare stage, `dcpclip.code_digest`) is up to date and left as it is,
-so a change of a training or evaluation setting never prepares the data again.
+expected counts and the code of the prepare stage, `dcpclip.code_digest`) and whose files are all there at
+the sizes its manifest lists is up to date and left as it is, so a change of a training or evaluation
+setting never prepares the data again; one with a file missing or cut short is named and prepared again.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dcpclip.data.config import DataConfig
 from dcpclip.data.definitions import read_names
 from dcpclip.data.errors import DataError
 from dcpclip.data.fetch import fetch_dataset, registry_for
+from dcpclip.data.inventory import inventory, inventory_problem
 from dcpclip.data.prepare import a150, a847, coco_stuff, pascal_voc, pc59, pc459
 from dcpclip.data.prepare.common import Inputs, SplitResult, atomic_dir
 from dcpclip.data.sources import LOCK_PATH, Registry, names_source
@@ -93,7 +95,12 @@ def up_to_date_manifest(folder: Path, fingerprint: str) -> dict | None:
         return None
     if not isinstance(record, dict) or record.get("preparation_fingerprint") != fingerprint:
         return None
-    return record if (folder / "classes.json").is_file() else None
+    problem = "no file inventory (an older layout)" if not isinstance(record.get("files"), dict) else \
+        inventory_problem(folder, record["files"])
+    if problem:
+        warnings.warn(CorruptCacheWarning(f"prepared dataset {folder}: {problem}; preparing again"), stacklevel=2)
+        return None
+    return record
 
 
 def manifest(dataset: str, registry: Registry, splits: dict[str, SplitResult], fetched: dict) -> dict:
@@ -141,5 +148,6 @@ def prepare_dataset(
         check_counts(dataset, splits, dict(registry.expected_images[dataset]))
         record = manifest(dataset, registry, splits, fetched)
         (tmp / "classes.json").write_text(json.dumps(names, indent=1, ensure_ascii=False) + "\n")
+        record["files"] = inventory(tmp)  # every file but the manifest, checked before the folder is reused
         (tmp / "manifest.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     return Prepared(record, redone=True)
