@@ -30,19 +30,12 @@ def _value(rows: pd.DataFrame, variant: str, metric: str, benchmark: str | None 
     return float(rows["value"].iloc[0]) if len(rows) else None
 
 
-def variant_pflop(summary: pd.DataFrame, profile: str, arch: str, variant: str) -> tuple[float | None, float | None]:
-    """(train PFLOP, evaluate PFLOP) of `variant`'s runs; None where a record is missing."""
-    steps = select(summary, kind="train_step", profile=profile, arch=arch)
-    flops = select(summary, kind="flops", profile=profile, arch=arch)
-    step, iterations, seeds = (_value(steps, variant, m) for m in ("step_gmacs", "iterations", "seeds"))
-    if step is None:
-        return None, None
+def evaluate_pflop(flops: pd.DataFrame, variant: str, seeds: float) -> float | None:
+    """PFLOP of `variant`'s evaluations over the full splits from its FLOP rows; None when one is missing."""
     per_image = {key: _value(flops, variant, "gmacs_mean", key) for key in BENCHMARK_KEYS}
-    train = seeds * iterations * step * PFLOP_PER_GMAC
     if any(v is None for v in per_image.values()):
-        return train, None
-    evaluate = seeds * sum(split_images()[key] * gmacs for key, gmacs in per_image.items()) * PFLOP_PER_GMAC
-    return train, evaluate
+        return None
+    return seeds * sum(split_images()[key] * gmacs for key, gmacs in per_image.items()) * PFLOP_PER_GMAC
 
 
 def hours_at_rate(pflop: float) -> str:
@@ -53,13 +46,14 @@ def hours_at_rate(pflop: float) -> str:
 def run_cost_table(summary: pd.DataFrame, profile: str, arch: str, variants: Sequence[str]) -> str:
     """One row per variant with a train-step record, and the total (shown only when every cell is known)."""
     steps = select(summary, kind="train_step", profile=profile, arch=arch)
+    flops = select(summary, kind="flops", profile=profile, arch=arch)
     rows, totals = [], []
     for variant in variants:
-        seeds, iterations = _value(steps, variant, "seeds"), _value(steps, variant, "iterations")
-        if seeds is None:
+        step, iterations, seeds = (_value(steps, variant, m) for m in ("step_gmacs", "iterations", "seeds"))
+        if step is None:
             continue
-        train, evaluate = variant_pflop(summary, profile, arch, variant)
-        step = _value(steps, variant, "step_gmacs")
+        train = seeds * iterations * step * PFLOP_PER_GMAC
+        evaluate = evaluate_pflop(flops, variant, seeds)
         runs = f"{seeds:.0f} x {iterations:.0f} steps x {step:.1f} GMACs" if step else "training-free"
         cells = [train, evaluate, None if evaluate is None else train + evaluate]
         rows.append([f"`{variant}`", runs, *(GAP if c is None else f"{c:.1f}" for c in cells),
