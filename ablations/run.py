@@ -17,26 +17,22 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: experiments/
-
-from dcpclip.data.config import BENCHMARKS  # noqa: E402
-from dcpclip.model.variants import VARIANTS, resolve_variant  # noqa: E402
-from experiments import fetch, prepare, pretrain  # noqa: E402
-from experiments.compose import compose_config  # noqa: E402
-from experiments.evaluate import evaluate  # noqa: E402
-from experiments.failures import failed  # noqa: E402
-from experiments.flops import count  # noqa: E402
-from experiments.train import describe_start, train  # noqa: E402
+from dcpclip.data.config import BENCHMARKS
+from dcpclip.model.variants import VARIANTS, check_variant_name, variant_override, variant_trains
+from experiments import fetch, prepare, pretrain
+from experiments.compose import compose_config
+from experiments.evaluate import evaluate
+from experiments.failures import failed
+from experiments.flops import count
+from experiments.train import describe_start, train
 
 
 def variant_name(value: str) -> str:
     try:
-        resolve_variant(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"unknown variant {value!r}; valid: {', '.join(VARIANTS)} (or names joined by '+')") from None
+        check_variant_name(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
     return value
 
 
@@ -61,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    base = [f"profile={args.profile}", f"variant={args.variant}",
+    base = [f"profile={args.profile}", variant_override(args.variant),
             f"data.benchmarks=[{','.join(args.benchmarks)}]", *args.overrides]
     command = shlex.join(["python", "ablations/run.py", *(argv if argv is not None else sys.argv[1:])])
     try:
@@ -69,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             status = stage.main(base)  # a failure has printed its error line already
             if status != 0:
                 return status
-        trains = resolve_variant(args.variant)[1]
+        trains = variant_trains(args.variant)
         for seed in args.seeds:
             cfg = compose_config([*base, f"seed={seed}"])
             if trains:

@@ -21,31 +21,27 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import open_clip
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/ (the config tree)
-
-from dcpclip.config_schema import from_dict  # noqa: E402
-from dcpclip.data.synthetic_vocabulary import vocabularies  # noqa: E402
-from dcpclip.environment import device_name  # noqa: E402
-from dcpclip.model.backbone import ClipBackbone, build_backbone  # noqa: E402
-from dcpclip.model.config import BackboneConfig  # noqa: E402
-from dcpclip.model.text_bank import (  # noqa: E402
+from dcpclip.config_schema import from_dict
+from dcpclip.data.synthetic_vocabulary import vocabularies
+from dcpclip.environment import device_name
+from dcpclip.model.backbone import ClipBackbone, build_backbone
+from dcpclip.model.config import BackboneConfig
+from dcpclip.model.text_bank import (
     TextBankCache,
     TextConfig,
     class_prompts,
     encode_vocabulary,
     text_weights_digest,
 )
-from experiments.compose import compose_dict  # noqa: E402
+from experiments.compose import compose_dict
 
 THREADS_HELP = (
     "torch threads (default 1: on a shared 2-core machine two OpenMP threads stall whenever another process "

@@ -25,17 +25,14 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/ (the config tree)
-
-from dcpclip.atomic import write_text  # noqa: E402
-from dcpclip.engine.inference import InferenceSettings, predict_labels  # noqa: E402
-from dcpclip.environment import environment_stamp  # noqa: E402
-from dcpclip.flops import random_text_bank  # noqa: E402
-from dcpclip.model.build import build_model  # noqa: E402
-from dcpclip.model.variants import apply_variant  # noqa: E402
-from experiments.compose import compose_config  # noqa: E402
-from experiments.paper_smoke import SHRINK  # noqa: E402
-from experiments.train import train  # noqa: E402
+from dcpclip.atomic import write_text
+from dcpclip.engine.inference import InferenceSettings, predict_labels
+from dcpclip.environment import environment_stamp
+from dcpclip.flops import random_text_bank
+from dcpclip.model.build import build_model
+from experiments.compose import compose_config
+from experiments.paper_smoke import SHRINK
+from experiments.train import train
 
 VOCABULARIES = (150, 847)
 WARM_STEPS = 4
@@ -58,9 +55,8 @@ def evaluation_rate(device: torch.device, classes: int, images: int) -> dict:
     """Images/s of `full` at the paper geometry on `classes` names, and the peak memory."""
     cfg = compose_config(["profile=paper", "backbone.pretrained=null"])
     torch.manual_seed(0)
-    model = build_model(cfg.backbone, cfg.head, "full").eval().to(device)
-    head = apply_variant(cfg.head, "full")
-    settings = InferenceSettings.from_config(cfg.eval, cfg.backbone.image_size, head.seg_loss,
+    model = build_model(cfg.backbone, cfg.head).eval().to(device)
+    settings = InferenceSettings.from_config(cfg.eval, cfg.backbone.image_size, cfg.head.seg_loss,
                                              model.backbone.patch_size)
     bank = random_text_bank(classes, model.backbone.embed_dim).to(device)  # [C, D]
     generator = torch.Generator().manual_seed(0)

@@ -28,7 +28,6 @@ import contextlib
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,14 +35,12 @@ from pathlib import Path
 import ray
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/ (the config tree)
-
-from dcpclip import paths  # noqa: E402
-from dcpclip.engine.checkpoint import run_status  # noqa: E402
-from dcpclip.model.variants import resolve_variant  # noqa: E402
-from experiments import fetch, prepare, train_all  # noqa: E402
-from experiments.compose import compose_config  # noqa: E402
-from experiments.train import train  # noqa: E402
+from dcpclip import paths
+from dcpclip.engine.checkpoint import run_status
+from dcpclip.model.variants import variant_override, variant_trains
+from experiments import fetch, prepare, train_all
+from experiments.compose import compose_config
+from experiments.train import train
 
 TRAINED_VARIANTS = ("full", "no_prune", "no_dual", "static_text")
 
@@ -61,7 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--repeats", type=int, default=1, help="rounds of all arms (median reported)")
     args = parser.parse_args(argv)
-    untrained = [v for v in args.variants if not resolve_variant(v)[1]]
+    untrained = [v for v in args.variants if not variant_trains(v)]
     if untrained:
         parser.error(f"--variants: {', '.join(untrained)} trains nothing")
     if args.iterations < 1 or args.repeats < 1 or min(args.sequential_threads) < 1:
@@ -92,7 +89,7 @@ def stage_overrides(data: list[str], runs: Path, variants: list[str], iterations
 
 def check_trained(overrides: list[str], variants: list[str]) -> None:
     for variant in variants:
-        cfg = compose_config([*overrides, f"variant={variant}"])
+        cfg = compose_config([*overrides, variant_override(variant)])
         status = run_status(paths.run_dir(cfg), paths.training_fingerprint(cfg))
         if status != "done":
             raise RuntimeError(f"{paths.run_dir(cfg)}: run is {status} after its arm, expected done")
@@ -103,7 +100,7 @@ def sequential(overrides: list[str], variants: list[str], threads: int) -> dict[
     seconds = {}
     for variant in variants:
         began = time.perf_counter()
-        train(compose_config([*overrides, f"variant={variant}", f"train.threads={threads}"]), progress=False)
+        train(compose_config([*overrides, variant_override(variant), f"train.threads={threads}"]), progress=False)
         seconds[variant] = time.perf_counter() - began
     check_trained(overrides, variants)
     return seconds

@@ -32,7 +32,6 @@ import argparse
 import dataclasses
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -42,21 +41,18 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/ (the config tree)
-
-from dcpclip import paths  # noqa: E402
-from dcpclip.config import ExperimentConfig  # noqa: E402
-from dcpclip.data.datasets import evaluation_dataset, read_class_names  # noqa: E402
-from dcpclip.data.specs import SPECS  # noqa: E402
-from dcpclip.engine.inference import InferenceSettings, model_views  # noqa: E402
-from dcpclip.environment import device_name, environment_stamp  # noqa: E402
-from dcpclip.model.backbone import build_backbone  # noqa: E402
-from dcpclip.model.build import build_head, build_model  # noqa: E402
-from dcpclip.model.text_bank import TextBankCache  # noqa: E402
-from dcpclip.model.variants import apply_variant  # noqa: E402
-from experiments import fetch, prepare  # noqa: E402
-from experiments.compose import compose_config  # noqa: E402
-from experiments.evaluate import evaluate_benchmark  # noqa: E402
+from dcpclip import paths
+from dcpclip.config import ExperimentConfig, with_variant
+from dcpclip.data.datasets import evaluation_dataset, read_class_names
+from dcpclip.data.specs import SPECS
+from dcpclip.engine.inference import InferenceSettings, model_views
+from dcpclip.environment import device_name, environment_stamp
+from dcpclip.model.backbone import build_backbone
+from dcpclip.model.build import build_head, build_model
+from dcpclip.model.text_bank import TextBankCache
+from experiments import fetch, prepare
+from experiments.compose import compose_config
+from experiments.evaluate import evaluate_benchmark
 
 CPU = torch.device("cpu")
 HEAD_CLASSES = 847  # A-847, the largest benchmark vocabulary
@@ -151,13 +147,12 @@ def loop_vs_model(setup: Setup, data: list[str], benchmark: str, images: int, re
     cfg = compose_config([*setup.overrides, *data])
     spec = SPECS[benchmark]
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.backbone, cfg.head, cfg.variant).eval()
+    model = build_model(cfg.backbone, cfg.head).eval()
     cache = TextBankCache(paths.text_cache_dir(cfg), cfg.backbone.arch)
     prompts = read_class_names(cfg.data.root, spec)
     text_bank = cache.get(model.backbone, prompts, cfg.text)  # [C, D]; fills the cache the loop then reads
-    head = apply_variant(cfg.head, cfg.variant)
     settings = InferenceSettings.from_config(
-        cfg.eval, cfg.backbone.image_size, head.seg_loss, model.backbone.patch_size
+        cfg.eval, cfg.backbone.image_size, cfg.head.seg_loss, model.backbone.patch_size
     )
     dataset = evaluation_dataset(cfg.data.root, spec, cfg.eval.short_side, cfg.eval.max_long_side)
     count = min(images, len(dataset))
@@ -214,7 +209,7 @@ def head_overhead(setup: Setup, variants: list[str], repeats: int, with_profile:
     models = {}
     for variant in ["zero_shot", *variants]:
         torch.manual_seed(cfg.seed)
-        models[variant] = build_head(backbone, apply_variant(cfg.head, variant)).eval()
+        models[variant] = build_head(backbone, with_variant(cfg, variant).head).eval()
     size = cfg.backbone.image_size
     view = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))  # [1, 3, S, S]
     bank = torch.randn(HEAD_CLASSES, backbone.embed_dim, generator=torch.Generator().manual_seed(1))

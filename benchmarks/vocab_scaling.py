@@ -12,19 +12,16 @@ excluded: the text bank is cached per vocabulary) and the ratio GMACs(largest C)
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/ (the config tree)
-
-from dcpclip.flops import count_gmacs  # noqa: E402
-from dcpclip.model.build import build_model  # noqa: E402
-from dcpclip.model.trainable import set_trainable  # noqa: E402
-from dcpclip.model.variants import apply_variant, variant_names  # noqa: E402
-from experiments.compose import compose_config  # noqa: E402
+from dcpclip.config import with_variant
+from dcpclip.flops import count_gmacs
+from dcpclip.model.build import build_model
+from dcpclip.model.trainable import set_trainable
+from dcpclip.model.variants import variant_names
+from experiments.compose import compose_config
 
 BENCHMARK_VOCABULARIES = (
     20,
@@ -50,9 +47,9 @@ def measure(model_option: str, variants: list[str], classes: list[int]) -> dict[
     size = cfg.backbone.image_size
     rows = {}
     for variant in variants:
-        head = apply_variant(cfg.head, variant)
+        head = with_variant(cfg, variant).head
         torch.manual_seed(0)
-        model = build_model(cfg.backbone, cfg.head, variant)
+        model = build_model(cfg.backbone, head)
         set_trainable(model, head)
         views = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
         counts = {}

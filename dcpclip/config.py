@@ -10,7 +10,7 @@ from dcpclip.config_schema import ConfigError, from_dict
 from dcpclip.data.config import BENCHMARKS, DataConfig
 from dcpclip.engine.config import EvalConfig, PretrainConfig, TrainConfig
 from dcpclip.model.config import BackboneConfig, HeadConfig, TextConfig
-from dcpclip.model.variants import resolve_variant
+from dcpclip.model.variants import check_variant_name, variant_head, variant_of, variant_trains
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +27,6 @@ class GridConfig:
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     profile: Literal["offline", "paper"] = "offline"
-    variant: str = "full"  # a registry name, or names joined by "+"
     seed: int = 0
     cache_dir: str = "cache"  # text banks
     runs_dir: str = "runs"  # checkpoints, one folder per run
@@ -44,6 +43,21 @@ class ExperimentConfig:
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     grid: GridConfig = dataclasses.field(default_factory=GridConfig)
 
+    @property
+    def variant(self) -> str:
+        """The run's variant, read off the head (`dcpclip.model.variants.variant_of`): never set apart from it."""
+        return variant_of(self.head)
+
+    @property
+    def trains(self) -> bool:
+        """Whether this variant has a training run (false for a training-free one, as `zero_shot`)."""
+        return variant_trains(self.variant)
+
+
+def with_variant(cfg: ExperimentConfig, name: str) -> ExperimentConfig:
+    """`cfg` with the head of variant `name` (`dcpclip.model.variants.variant_head`); the rest unchanged."""
+    return dataclasses.replace(cfg, head=variant_head(cfg.head, name))
+
 
 def pretrained_clip_file(cfg: PretrainConfig) -> str:
     """The open_clip state dict the pre-training writes (the path `backbone.pretrained` then names)."""
@@ -53,13 +67,9 @@ def pretrained_clip_file(cfg: PretrainConfig) -> str:
 def experiment_config(data: dict[str, Any]) -> ExperimentConfig:
     """Validate and type a composed config; contradictions fail here with the key named."""
     cfg = from_dict(ExperimentConfig, data)
-    try:
-        resolve_variant(cfg.variant)
-    except ValueError as err:
-        raise ConfigError(f"variant: {err}") from None
     for name in cfg.grid.variants:
         try:
-            resolve_variant(name)
+            check_variant_name(name)
         except ValueError as err:
             raise ConfigError(f"grid.variants: {err}") from None
     unknown = [b for b in cfg.data.benchmarks if b not in BENCHMARKS]

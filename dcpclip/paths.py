@@ -21,7 +21,6 @@ from pathlib import Path
 from dcpclip.code_digest import code_identity
 from dcpclip.config import ExperimentConfig
 from dcpclip.config_schema import to_dict
-from dcpclip.model.variants import apply_variant
 from dcpclip.profiles import PAPER_ARCH_PROFILE
 
 
@@ -70,7 +69,7 @@ def training_identity(cfg: ExperimentConfig) -> dict:
     return {
         "backbone": backbone,
         "text": to_dict(cfg.text),
-        "head": to_dict(apply_variant(cfg.head, cfg.variant)),
+        "head": to_dict(cfg.head),
         "data": data_identity(cfg),
         "train": {k: v for k, v in to_dict(cfg.train).items() if k not in ("log_every", "threads")},
         "seed": cfg.seed,

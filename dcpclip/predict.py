@@ -47,7 +47,6 @@ from dcpclip.errors import ExpectedError
 from dcpclip.model.build import build_model
 from dcpclip.model.text_bank import TextBankCache
 from dcpclip.model.trainable import set_trainable
-from dcpclip.model.variants import apply_variant, resolve_variant
 from dcpclip.overlay import LegendEntry, draw_overlay, legend_entries
 from dcpclip.paths import run_dir as default_run_dir
 from dcpclip.paths import text_cache_dir
@@ -155,13 +154,12 @@ def load_predictor(
     """The model of `cfg`: training-free (`variant=zero_shot`) or trained in `run` (default: the run folder
     of `cfg`, `dcpclip.paths.run_dir`). Runs on CUDA when available unless `device` says otherwise."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    head = apply_variant(cfg.head, cfg.variant)
     backbone_source = {"arch": cfg.backbone.arch, "pretrained": cfg.backbone.pretrained}
-    if resolve_variant(cfg.variant)[1]:
+    if cfg.trains:
         folder = Path(run) if run is not None else default_run_dir(cfg)
         stored_fingerprint, step = check_run(folder, cfg)
-        model = build_model(cfg.backbone, cfg.head, cfg.variant)
-        set_trainable(model, head)  # what the checkpoint holds: the trainable state of this choice
+        model = build_model(cfg.backbone, cfg.head)
+        set_trainable(model, cfg.head)  # what the checkpoint holds: the trainable state of this choice
         load_run_state(model, folder)
         source = {"kind": "run", "run_dir": str(folder), "step": step, "fingerprint": stored_fingerprint,
                   "finished": run_status(folder, stored_fingerprint) == "done", "variant": cfg.variant,
@@ -169,13 +167,13 @@ def load_predictor(
     elif run is not None:
         raise PredictInputError(f"variant {cfg.variant!r} is training-free: it has no run to load ({run})")
     else:
-        model = build_model(cfg.backbone, cfg.head, cfg.variant)
+        model = build_model(cfg.backbone, cfg.head)
         source = {"kind": "zero-shot", "variant": cfg.variant, **backbone_source}
     model.to(device).eval()
     patch_size = model.backbone.patch_size
     return Predictor(
         model=model,
-        settings=InferenceSettings.from_config(cfg.eval, cfg.backbone.image_size, head.seg_loss, patch_size),
+        settings=InferenceSettings.from_config(cfg.eval, cfg.backbone.image_size, cfg.head.seg_loss, patch_size),
         resize=EvalResize(cfg.eval.short_side, cfg.eval.max_long_side),
         text_banks=TextBankCache(text_cache_dir(cfg), cfg.backbone.arch),
         cfg=cfg,
@@ -200,7 +198,7 @@ def check_run(folder: Path, cfg: ExperimentConfig) -> tuple[str, int]:
         raise PredictInputError(
             f"{path}: not a readable training checkpoint ({type(err).__name__}: {err})"
         ) from None
-    composed = {"backbone": to_dict(cfg.backbone), "head": to_dict(apply_variant(cfg.head, cfg.variant))}
+    composed = {"backbone": to_dict(cfg.backbone), "head": to_dict(cfg.head)}
     differences = [
         f"{section}.{key}: {trained[section].get(key, '<absent>')!r} (run) vs {value!r} (composed)"
         for section in composed

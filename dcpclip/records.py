@@ -40,7 +40,7 @@ from dcpclip.atomic import write_text
 from dcpclip.config_schema import ConfigError, from_dict, to_dict
 from dcpclip.data.specs import SPECS
 from dcpclip.errors import ExpectedError
-from dcpclip.model.variants import VARIANTS, resolve_variant
+from dcpclip.model.variants import VARIANTS, variant_trains
 from dcpclip.profiles import EVAL_PROFILES, FLOPS_PROFILES
 
 SCHEMA_VERSION = 3  # 2: code_digest (the code that computed the record); 3: data_source, clip_weights
@@ -161,7 +161,7 @@ def record_problems(record: Record) -> list[str]:
     if record.profile not in profiles:
         problems.append(f"profile: {record.profile!r} is not one of {', '.join(profiles)}")
     try:
-        _, trains = resolve_variant(record.variant)
+        trains = variant_trains(record.variant)
     except ValueError as err:
         problems.append(f"variant: {err}")
         trains = None

@@ -6,13 +6,11 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import yaml
 
 from dcpclip.config_schema import ConfigError, to_dict
-from dcpclip.model.variants import apply_variant
 from experiments.compose import compose_config
 
 
@@ -43,9 +41,9 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
     overrides = [*base, *args.overrides]
     if args.print_config:
         cfg = compose_config(overrides)
-        resolved = dataclasses.replace(cfg, head=apply_variant(cfg.head, cfg.variant))  # what the model runs
-        print(f"# resolved config; head: the variant {cfg.variant!r} applied\n"
-              + yaml.safe_dump(to_dict(resolved), sort_keys=False), end="")
+        printed = {"variant": cfg.variant, **to_dict(cfg)}
+        print("# resolved config; `variant` is read off head (compose it with variant=..., not set)\n"
+              + yaml.safe_dump(printed, sort_keys=False), end="")
         raise SystemExit(0)
     return overrides
 

@@ -34,14 +34,14 @@ from pathlib import Path
 import torch
 
 from dcpclip.atomic import write_text
-from dcpclip.config import ExperimentConfig
+from dcpclip.config import ExperimentConfig, with_variant
 from dcpclip.data.specs import SPECS
 from dcpclip.engine.inference import InferenceSettings, model_views
 from dcpclip.environment import device_name
 from dcpclip.flops import count_gmacs, random_text_bank
 from dcpclip.model.build import build_model
 from dcpclip.model.trainable import set_trainable
-from dcpclip.model.variants import apply_variant, resolve_variant
+from dcpclip.model.variants import variant_trains
 from dcpclip.train_cost import count_train_step, gpu_hours
 from experiments.cli import add_override_arguments, overrides_from_args
 from experiments.compose import compose_config
@@ -61,8 +61,7 @@ class StageCost:
 def evaluation_views(cfg: ExperimentConfig, patch_size: int) -> torch.Tensor:
     """[V, 3, h, w]: the views of one image at the evaluation geometry (see the module docstring)."""
     short = cfg.eval.short_side
-    head = apply_variant(cfg.head, cfg.variant)
-    settings = InferenceSettings.from_config(cfg.eval, cfg.backbone.image_size, head.seg_loss, patch_size)
+    settings = InferenceSettings.from_config(cfg.eval, cfg.backbone.image_size, cfg.head.seg_loss, patch_size)
     return model_views(torch.zeros(3, short, short * 4 // 3), settings)
 
 
@@ -74,10 +73,10 @@ def split_images(cfg: ExperimentConfig, key: str) -> int:
 def variant_costs(cfg: ExperimentConfig) -> tuple[float, dict[str, float]]:
     """(GMACs of one training step, 0 for a training-free variant; {benchmark: GMACs per image})."""
     torch.manual_seed(0)
-    model = build_model(cfg.backbone, cfg.head, cfg.variant)
-    set_trainable(model, apply_variant(cfg.head, cfg.variant))
+    model = build_model(cfg.backbone, cfg.head)
+    set_trainable(model, cfg.head)
     backbone = model.backbone
-    step = count_train_step(model, cfg).step_gmacs if resolve_variant(cfg.variant)[1] else 0.0
+    step = count_train_step(model, cfg).step_gmacs if cfg.trains else 0.0
     views = evaluation_views(cfg, backbone.patch_size)
     per_image = {}
     for key in cfg.data.benchmarks:
@@ -90,9 +89,9 @@ def variant_costs(cfg: ExperimentConfig) -> tuple[float, dict[str, float]]:
 def stage_costs(cfg: ExperimentConfig) -> tuple[list[StageCost], dict]:
     """The train and evaluate costs of the grid, and the per-unit counts they were multiplied from."""
     seeds, train, evaluate, units = len(cfg.grid.seeds), 0.0, 0.0, {}
-    trained = [v for v in cfg.grid.variants if resolve_variant(v)[1]]
+    trained = [v for v in cfg.grid.variants if variant_trains(v)]
     for variant in cfg.grid.variants:
-        step, per_image = variant_costs(dataclasses.replace(cfg, variant=variant))
+        step, per_image = variant_costs(with_variant(cfg, variant))
         train += seeds * cfg.train.iterations * step
         evaluate += seeds * sum(split_images(cfg, key) * gmacs for key, gmacs in per_image.items())
         units[variant] = {"train_step_gmacs": step, "eval_image_gmacs": per_image}
@@ -109,9 +108,9 @@ def stage_costs(cfg: ExperimentConfig) -> tuple[list[StageCost], dict]:
 def probe_tflops(cfg: ExperimentConfig, repeats: int) -> tuple[float, str]:
     """Effective TFLOP/s of the full variant's forward on one window of this device, and the device."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    probe = dataclasses.replace(cfg, variant="full")
+    probe = with_variant(cfg, "full")
     torch.manual_seed(0)
-    model = build_model(probe.backbone, probe.head, probe.variant).eval()
+    model = build_model(probe.backbone, probe.head).eval()
     window = torch.randn(1, 3, probe.backbone.image_size, probe.backbone.image_size)
     bank = random_text_bank(SPECS["a150"].num_prompts, model.backbone.embed_dim)
     gmacs = count_gmacs(model, window, bank, cross_check=False).gmacs

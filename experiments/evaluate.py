@@ -34,7 +34,6 @@ from dcpclip.errors import ExpectedError
 from dcpclip.model.build import build_model
 from dcpclip.model.text_bank import TextBankCache
 from dcpclip.model.trainable import set_trainable
-from dcpclip.model.variants import apply_variant, resolve_variant
 from dcpclip.records import EvalRecord, RecordError, SegmentationMetrics, load_record, write_record
 from dcpclip.records import InferenceSettings as RecordedInference
 from experiments.cli import add_override_arguments, overrides_from_args
@@ -64,14 +63,14 @@ def load_model(cfg: ExperimentConfig, device: torch.device, train_command: str) 
     """The variant's model with its trained weights (training-free variants need none); `train_command`
     (the same overrides) is what an unfinished run's error tells to run."""
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.backbone, cfg.head, cfg.variant)
-    if resolve_variant(cfg.variant)[1]:
+    model = build_model(cfg.backbone, cfg.head)
+    if cfg.trains:
         folder = paths.run_dir(cfg)
         status = run_status(folder, paths.training_fingerprint(cfg))
         if status != "done":
             raise RunNotTrained(f"{folder}: run is {status}, not trained with this config and code; train it: "
                                 f"{train_command}")
-        set_trainable(model, apply_variant(cfg.head, cfg.variant))  # the checkpoint holds the trainable state
+        set_trainable(model, cfg.head)  # the checkpoint holds the trainable state
         load_trained_weights(model, folder)
     return model.eval().to(device)
 
@@ -90,10 +89,9 @@ def up_to_date(cfg: ExperimentConfig, benchmark: str) -> bool:
 
 def evaluate_benchmark(model, cfg: ExperimentConfig, spec: DatasetSpec, cache: TextBankCache,
                        device: torch.device, command: str, progress: bool) -> EvalRecord:
-    head = apply_variant(cfg.head, cfg.variant)
     prompts = read_class_names(cfg.data.root, spec)
     text_bank = cache.get(model.backbone, prompts, cfg.text).to(device)  # [C, D]
-    settings = InferenceSettings.from_config(cfg.eval, cfg.backbone.image_size, head.seg_loss,
+    settings = InferenceSettings.from_config(cfg.eval, cfg.backbone.image_size, cfg.head.seg_loss,
                                              model.backbone.patch_size)
     dataset = evaluation_dataset(cfg.data.root, spec, cfg.eval.short_side, cfg.eval.max_long_side)
     count = len(dataset) if cfg.eval.max_images is None else min(len(dataset), cfg.eval.max_images)
@@ -106,7 +104,7 @@ def evaluate_benchmark(model, cfg: ExperimentConfig, spec: DatasetSpec, cache: T
         prediction = predict_labels(model, item.image.to(device), text_bank, settings,
                                     tuple(item.label.shape), spec.prompt_to_label)
         recall = None
-        if head.prune and not head.zero_shot and prediction.kept is not None:
+        if cfg.head.prune and not cfg.head.zero_shot and prediction.kept is not None:
             recall = pruner_recall(prediction.kept, item.label, spec.ignore_value, spec.prompt_to_label)
         evaluator.process(prediction.labels.cpu(), item.label, recall)
         views = prediction.views
@@ -115,7 +113,7 @@ def evaluate_benchmark(model, cfg: ExperimentConfig, spec: DatasetSpec, cache: T
         warnings.warn(f"{spec.title} ({spec.key}): no labelled pixel in the {count} evaluated images of "
                       f"{cfg.data.root}/{spec.key}; its metrics are undefined (null in the record, NaN in "
                       "detectron2)", EmptySplitWarning, stacklevel=2)
-    trains = resolve_variant(cfg.variant)[1]
+    trains = cfg.trains
     return EvalRecord(
         profile=cfg.profile,
         variant=cfg.variant,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from dcpclip.data.specs import SPECS
+from dcpclip.model.variants import variant_override
 from experiments.compose import compose_config
 from experiments.evaluate import evaluate_job, up_to_date
 from experiments.failures import entry_point
@@ -21,7 +22,7 @@ def evaluation_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
     jobs, pending = [], []
     for variant in base.grid.variants:
         for seed in base.grid.seeds:
-            run = (*overrides, f"variant={variant}", f"seed={seed}")
+            run = (*overrides, variant_override(variant), f"seed={seed}")
             cfg = compose_config(list(run))
             for key in base.data.benchmarks:
                 jobs.append(Job(f"{variant} seed{seed} {SPECS[key].title}", reference(evaluate_job),

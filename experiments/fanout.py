@@ -75,8 +75,6 @@ def _trial(config: dict) -> None:
     if not ray.get_gpu_ids():  # Ray leaves a GPU-less trial every GPU of its node: it would use cuda:0 unasked
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     os.chdir(config["cwd"])  # every config path is relative to the repository root
-    if config["cwd"] not in sys.path:
-        sys.path.insert(0, config["cwd"])
     job = config["jobs"][config["job"]]
     try:
         result = _call(job["function"], job["overrides"]) or {"ok": 1}

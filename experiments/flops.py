@@ -33,7 +33,7 @@ from dcpclip.environment import environment_stamp
 from dcpclip.flops import FlopCount, count_gmacs, random_text_bank
 from dcpclip.model.build import build_model
 from dcpclip.model.trainable import set_trainable, trainable_count
-from dcpclip.model.variants import apply_variant, resolve_variant
+from dcpclip.model.variants import variant_override
 from dcpclip.profiles import PAPER_ARCH_PROFILE
 from dcpclip.records import FlopsRecord, RecordError, TrainStepRecord, load_record, write_record
 from dcpclip.train_cost import count_train_step
@@ -47,14 +47,13 @@ TRAIN_STEP = "train step"  # the outcome key of the train-step record
 def paper_arch_config(cfg: ExperimentConfig, model_option: str) -> ExperimentConfig:
     """`cfg` with the paper profile's architecture and evaluation geometry, random init (no download)."""
     paper = compose_config(["profile=paper", f"model={model_option}", "backbone.pretrained=null",
-                            f"variant={cfg.variant}"])
+                            variant_override(cfg.variant)])
     return dataclasses.replace(paper, data=cfg.data, results_dir=cfg.results_dir, cache_dir=cfg.cache_dir)
 
 
 def count_benchmark(model, cfg: ExperimentConfig, spec: DatasetSpec) -> tuple[list[float], FlopCount]:
     """GMACs of each of the first `eval.flops_images` evaluation images; the last count's details."""
-    head = apply_variant(cfg.head, cfg.variant)
-    settings = InferenceSettings.from_config(cfg.eval, cfg.backbone.image_size, head.seg_loss,
+    settings = InferenceSettings.from_config(cfg.eval, cfg.backbone.image_size, cfg.head.seg_loss,
                                              model.backbone.patch_size)
     dataset = evaluation_dataset(cfg.data.root, spec, cfg.eval.short_side, cfg.eval.max_long_side)
     bank = random_text_bank(spec.num_prompts, model.backbone.embed_dim)  # [C, D]
@@ -101,14 +100,14 @@ def counting_fingerprint(cfg: ExperimentConfig) -> str:
     """What a count depends on: the architecture, the variant's head, the evaluation geometry and the code
     the flops stage runs."""
     geometry = dataclasses.replace(cfg.eval, amp=False)  # the precision does not change the count
-    return paths.fingerprint({"backbone": cfg.backbone, "head": apply_variant(cfg.head, cfg.variant),
+    return paths.fingerprint({"backbone": cfg.backbone, "head": cfg.head,
                               "eval": geometry, "code": code_identity(paths.FLOPS_CODE)})
 
 
 def train_step_fingerprint(cfg: ExperimentConfig) -> str:
     """What a training step's count and the run it prices depend on."""
     train = {key: getattr(cfg.train, key) for key in ("crop_size", "batch_size", "iterations")}
-    return paths.fingerprint({"backbone": cfg.backbone, "head": apply_variant(cfg.head, cfg.variant),
+    return paths.fingerprint({"backbone": cfg.backbone, "head": cfg.head,
                               "text": cfg.text, "train_dataset": cfg.data.train_dataset, "train": train,
                               "seeds": len(cfg.grid.seeds), "code": code_identity(paths.FLOPS_CODE)})
 
@@ -130,7 +129,7 @@ def stale_counts(cfg: ExperimentConfig, profile: str, record_path) -> list[str]:
 
 
 def train_step_record(model, cfg: ExperimentConfig, profile: str, command: str) -> TrainStepRecord:
-    trains = resolve_variant(cfg.variant)[1]
+    trains = cfg.trains
     count = count_train_step(model, cfg) if trains else None
     return TrainStepRecord(
         profile=profile,
@@ -163,8 +162,8 @@ def count_config(cfg: ExperimentConfig, profile: str, record_path, command: str)
     if not stale:
         return outcome
     torch.manual_seed(0)
-    model = build_model(cfg.backbone, cfg.head, cfg.variant)
-    set_trainable(model, apply_variant(cfg.head, cfg.variant))
+    model = build_model(cfg.backbone, cfg.head)
+    set_trainable(model, cfg.head)
     for key in stale:
         if key == TRAIN_STEP:
             step = train_step_record(model, cfg, profile, command)

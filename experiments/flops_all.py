@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 
 from dcpclip import paths
+from dcpclip.model.variants import variant_override
 from dcpclip.profiles import PAPER_ARCH_PROFILE
 from experiments.compose import compose_config
 from experiments.failures import entry_point
@@ -22,14 +23,14 @@ def flops_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
     base = compose_config(overrides)
     jobs, pending = [], []
     for variant in base.grid.variants:
-        cfg = compose_config([*overrides, f"variant={variant}"])
+        cfg = compose_config([*overrides, variant_override(variant)])
         stale = stale_counts(cfg, cfg.profile, paths.flops_record_path)
         extra = ()
         if base.count_paper_arch:
             extra = (f"--paper-arch={base.count_paper_arch}",)
             paper = paper_arch_config(cfg, base.count_paper_arch)
             stale += stale_counts(paper, PAPER_ARCH_PROFILE, paths.paper_arch_flops_record_path)
-        job_overrides = (*overrides, f"variant={variant}", *extra)
+        job_overrides = (*overrides, variant_override(variant), *extra)
         jobs.append(Job(variant, reference(flops_job), job_overrides))
         pending.append(bool(stale))
     return jobs, pending

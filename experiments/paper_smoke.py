@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from dcpclip.atomic import write_text
-from dcpclip.model.variants import resolve_variant
+from dcpclip.model.variants import variant_override, variant_trains
 from experiments.failures import entry_point
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,14 +74,14 @@ def run_stage(name: str, argv: list[str], workdir: Path) -> StageRun:
 
 def stages(variants: list[str], overrides: list[str]) -> list[tuple[str, list[str]]]:
     """(name, module and arguments) of every stage, in pipeline order."""
-    trained = [v for v in variants if resolve_variant(v)[1]]
+    trained = [v for v in variants if variant_trains(v)]
     image = "data/paper/prepared/a150/images/val"  # the prepared A-150 folder: its one image
     return [
         ("fetch", ["experiments.fetch", *overrides]),
         ("prepare", ["experiments.prepare", *overrides]),
-        *((f"train {v}", ["experiments.train", *overrides, f"variant={v}"]) for v in trained),
-        *((f"evaluate {v}", ["experiments.evaluate", *overrides, f"variant={v}"]) for v in variants),
-        *((f"flops {v}", ["experiments.flops", *overrides, f"variant={v}"]) for v in variants),
+        *((f"train {v}", ["experiments.train", *overrides, variant_override(v)]) for v in trained),
+        *((f"evaluate {v}", ["experiments.evaluate", *overrides, variant_override(v)]) for v in variants),
+        *((f"flops {v}", ["experiments.flops", *overrides, variant_override(v)]) for v in variants),
         ("predict", ["experiments.predict", image, "--vocab", "a847", "--out", "predictions", *overrides,
                      f"variant={variants[0]}", *(["--zero-shot"] if not trained else [])]),
         ("aggregate", ["experiments.aggregate", "--profile", "paper"]),

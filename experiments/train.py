@@ -17,7 +17,6 @@ import sys
 from dcpclip.config import ExperimentConfig
 from dcpclip.engine.checkpoint import checkpoint_identity, run_status
 from dcpclip.engine.segmenter_training import train_experiment
-from dcpclip.model.variants import resolve_variant
 from dcpclip.paths import run_dir, training_fingerprint
 from experiments.cli import add_override_arguments, overrides_from_args
 from experiments.compose import compose_config
@@ -32,7 +31,7 @@ def train_job(overrides: list[str]) -> dict:
 
 def train(cfg: ExperimentConfig, progress: bool) -> dict:
     folder = run_dir(cfg)
-    if not resolve_variant(cfg.variant)[1]:
+    if not cfg.trains:
         return {"status": "training-free", "run_dir": str(folder)}
     result = train_experiment(cfg, sink=DVCLiveSink(folder / "dvclive"), progress=progress)
     return {
@@ -46,7 +45,7 @@ def train(cfg: ExperimentConfig, progress: bool) -> dict:
 
 def describe_start(cfg: ExperimentConfig) -> str:
     folder, iterations = run_dir(cfg), cfg.train.iterations
-    if not resolve_variant(cfg.variant)[1]:
+    if not cfg.trains:
         return f"train {folder}: variant {cfg.variant} is training-free, nothing to train"
     status = run_status(folder, training_fingerprint(cfg))
     if status == "resumable":

@@ -14,7 +14,7 @@ import sys
 
 from dcpclip import paths
 from dcpclip.engine.checkpoint import run_status
-from dcpclip.model.variants import resolve_variant
+from dcpclip.model.variants import variant_override, variant_trains
 from experiments.compose import compose_config
 from experiments.failures import entry_point
 from experiments.fanout import Job, reference, stage_main
@@ -26,10 +26,10 @@ def training_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
     base = compose_config(overrides)
     jobs, pending = [], []
     for variant in base.grid.variants:
-        if not resolve_variant(variant)[1]:
+        if not variant_trains(variant):
             continue
         for seed in base.grid.seeds:
-            job_overrides = (*overrides, f"variant={variant}", f"seed={seed}")
+            job_overrides = (*overrides, variant_override(variant), f"seed={seed}")
             cfg = compose_config(list(job_overrides))
             jobs.append(Job(f"{variant} seed{seed}", reference(train_job), job_overrides))
             pending.append(run_status(paths.run_dir(cfg), paths.training_fingerprint(cfg)) != "done")

@@ -11,7 +11,7 @@ from dcpclip.model.backbone import build_backbone
 from dcpclip.model.build import build_model
 from dcpclip.model.config import BackboneConfig
 from dcpclip.model.trainable import packed_projections, set_trainable
-from dcpclip.model.variants import VARIANTS, apply_variant
+from dcpclip.model.variants import VARIANTS, variant_head
 from experiments.compose import compose_config
 
 # fvcore multiply-adds per image (64x64, one view) for C = 20 / 171 / 847, parameters total / trainable.
@@ -33,8 +33,9 @@ def tiny():
 
 def tiny_model(tiny, variant):
     backbone_cfg, head_cfg = tiny
-    model = build_model(backbone_cfg, head_cfg, variant)
-    set_trainable(model, apply_variant(head_cfg, variant))
+    head = variant_head(head_cfg, variant)
+    model = build_model(backbone_cfg, head)
+    set_trainable(model, head)
     return model
 
 

@@ -234,7 +234,7 @@ def test_carrying_only_the_kept_classes_changes_no_label(mode, seg_loss):
 
     cfg = compose_config(["pretrain=none"])
     torch.manual_seed(0)
-    model = build_model(cfg.backbone, cfg.head, "full").eval()  # keeps 8 classes per view
+    model = build_model(cfg.backbone, cfg.head).eval()  # full: keeps 8 classes per view
     generator = torch.Generator().manual_seed(1)
     text_bank = torch.nn.functional.normalize(torch.randn(150, model.backbone.embed_dim, generator=generator), dim=-1)
     settings = InferenceSettings(mode, 64, 32, seg_loss, size_divisor=8)

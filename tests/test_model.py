@@ -15,7 +15,7 @@ from dcpclip.model.pruning import CategoryPruner, KeepAll
 from dcpclip.model.rescoring import MaskPooledRescorer, NoRescoring
 from dcpclip.model.text_bank import encode_vocabulary
 from dcpclip.model.trainable import packed_projections, set_trainable, trainable_parameters
-from dcpclip.model.variants import VARIANTS, apply_variant
+from dcpclip.model.variants import VARIANTS, variant_head
 from dcpclip.model.zero_shot import DenseClipSegmenter
 from experiments.compose import compose_config
 
@@ -32,7 +32,7 @@ def tiny():
 def make(tiny, variant, seed=0, **head_changes):
     backbone_cfg, head_cfg = tiny
     torch.manual_seed(seed)
-    return build_model(backbone_cfg, dataclasses.replace(head_cfg, **head_changes), variant)
+    return build_model(backbone_cfg, dataclasses.replace(variant_head(head_cfg, variant), **head_changes))
 
 
 def random_bank(num_classes, seed=0):
@@ -61,7 +61,7 @@ def capture_input(module, index=0):
 def test_every_variant_meets_the_output_contract(tiny, variant, num_classes):
     model = make(tiny, variant).eval()
     out = model(random_images(), random_bank(num_classes))
-    head = apply_variant(tiny[1], variant)
+    head = variant_head(tiny[1], variant)
     expected_k = min(head.top_k, num_classes) if head.prune and not head.zero_shot else num_classes
     assert out.logits.shape == (2, num_classes, SIZE, SIZE)
     assert torch.isfinite(out.logits).all()
@@ -93,7 +93,7 @@ def test_build_model_picks_components_from_flags_only(tiny):
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_backward_reaches_exactly_the_parameters_meant_to_train(tiny, variant):
     model = make(tiny, variant).train()
-    head = apply_variant(tiny[1], variant)
+    head = variant_head(tiny[1], variant)
     set_trainable(model, head)
     names = [f"class {i}" for i in range(20)]
     tokenizer = open_clip.get_tokenizer(tiny[0].arch)

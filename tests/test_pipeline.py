@@ -19,7 +19,7 @@ import yaml
 from dcpclip import paths
 from dcpclip.data.config import BENCHMARKS
 from dcpclip.model import variants
-from experiments import train_all
+from experiments import compose, train_all
 from experiments.compose import compose_config
 from experiments.train import train_job
 
@@ -87,9 +87,11 @@ def test_changing_one_variant_retrains_only_that_variant(prepared_data, monkeypa
     for job in jobs:
         train_job(list(job.overrides))
     assert train_all.training_jobs(overrides)[1] == [False, False, False]
-    # edit one variant's definition: only its fingerprint, hence only its run, changes
-    changed = variants.Variant("no_dual", {"dual": False, "hidden_dim": 16}, True, "no_dual, narrower")
-    monkeypatch.setitem(variants.VARIANTS, "no_dual", changed)
+    # edit one variant's YAML delta: only its fingerprint, hence only its run, changes
+    conf = root / "conf-edited"
+    shutil.copytree(compose.CONFIG_DIR, conf)
+    (conf / "variant" / "no_dual.yaml").write_text("# @package _global_\nhead:\n  dual: false\n  hidden_dim: 16\n")
+    monkeypatch.setattr(compose, "CONFIG_DIR", conf)
     assert train_all.training_jobs(overrides)[1] == [False, True, False]
 
 
@@ -199,7 +201,7 @@ def test_dvc_repro_runs_the_offline_profile_then_redoes_exactly_what_a_code_chan
     # pre-trained CLIP (which do not import it) are kept
     assert stages_run(third) == ["train", "evaluate", "flops", "aggregate", "report"], third
     # every job of the three stages: trained variant x seed, variant x seed x benchmark, variant
-    trained = len([v for v in cfg.grid.variants if variants.resolve_variant(v)[1]]) * len(cfg.grid.seeds)
+    trained = len([v for v in cfg.grid.variants if variants.variant_trains(v)]) * len(cfg.grid.seeds)
     evaluated = len(cfg.grid.variants) * len(cfg.grid.seeds) * len(cfg.data.benchmarks)
     assert jobs_run(third) == {"train": (trained, trained), "evaluate": (evaluated, evaluated),
                                "flops": (len(cfg.grid.variants), len(cfg.grid.variants))}, third

@@ -11,7 +11,6 @@ from dcpclip.data.specs import SPECS
 from dcpclip.flops import count_gmacs, random_text_bank
 from dcpclip.model.build import build_model
 from dcpclip.model.trainable import set_trainable
-from dcpclip.model.variants import apply_variant
 from dcpclip.records import load_record, write_record
 from dcpclip.train_cost import count_train_step, stand_in_tokens
 from experiments import flops
@@ -21,8 +20,8 @@ TINY = ["model=tiny", "pretrain=none"]
 
 
 def model_of(cfg):
-    model = build_model(cfg.backbone, cfg.head, cfg.variant)
-    set_trainable(model, apply_variant(cfg.head, cfg.variant))
+    model = build_model(cfg.backbone, cfg.head)
+    set_trainable(model, cfg.head)
     return model
 
 

@@ -17,7 +17,6 @@ from dcpclip.model.build import build_model
 from dcpclip.model.losses import segmentation_losses
 from dcpclip.model.text_bank import encode_vocabulary
 from dcpclip.model.trainable import set_trainable
-from dcpclip.model.variants import apply_variant, resolve_variant
 
 
 def train_experiment(
@@ -32,8 +31,7 @@ def train_experiment(
 
     The model is DCP-CLIP of `cfg.variant` with `head.clip_trainable` CLIP parameters; the data is the
     prepared training set `cfg.data.train_dataset` with its full vocabulary (171 COCO-Stuff names)."""
-    _, needs_training = resolve_variant(cfg.variant)
-    if not needs_training:
+    if not cfg.trains:
         raise ValueError(f"variant {cfg.variant!r} is training-free: it has no training run")
     identity = paths.training_identity(cfg)
     folder = paths.run_dir(cfg)
@@ -45,10 +43,9 @@ def train_experiment(
     spec = SPECS[cfg.data.train_dataset]
     names = read_class_names(cfg.data.root, spec)
     dataset = training_dataset(cfg.data.root, spec, cfg.train.crop_size, cfg.seed)
-    head = apply_variant(cfg.head, cfg.variant)
     torch.manual_seed(cfg.seed)  # the head's initialisation (CLIP has its own init_seed or weights)
-    model = build_model(cfg.backbone, cfg.head, cfg.variant)
-    set_trainable(model, head)
+    model = build_model(cfg.backbone, cfg.head)
+    set_trainable(model, cfg.head)
     tokenizer = open_clip.get_tokenizer(cfg.backbone.arch)
     text_trains = any(p.requires_grad for p in model.backbone.text_parameters())
     return fit(
@@ -56,7 +53,7 @@ def train_experiment(
         model.backbone,
         dataset,
         lambda: encode_vocabulary(model.backbone, tokenizer, names, cfg.text),  # [171, D]
-        lambda output, targets: segmentation_losses(output, targets, head),
+        lambda output, targets: segmentation_losses(output, targets, cfg.head),
         cfg.train,
         seed=cfg.seed,
         run_dir=folder,

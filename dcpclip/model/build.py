@@ -1,5 +1,5 @@
 """`build_model`: the only place where configuration flags choose the model's components. The
-defaults of `HeadConfig` are the full model; a variant name applies its registered delta first."""
+defaults of `HeadConfig` are the full model; a variant's delta is composed into the config before it gets here."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from dcpclip.model.pruning import CategoryPruner, KeepAll
 from dcpclip.model.refinement import CoarseToFineDecoder
 from dcpclip.model.rescoring import MaskPooledRescorer, NoRescoring
 from dcpclip.model.segmenter import DcpClipSegmenter
-from dcpclip.model.variants import apply_variant
 from dcpclip.model.zero_shot import DenseClipSegmenter
 
 
@@ -43,8 +42,7 @@ def build_head(backbone: ClipBackbone, head: HeadConfig) -> nn.Module:
     )
 
 
-def build_model(backbone_cfg: BackboneConfig, head_cfg: HeadConfig, variant: str = "full") -> nn.Module:
-    """Backbone (random init, open_clip tag or local checkpoint) + the head of `variant` (names joined
-    by "+" combine). Returns a `DcpClipSegmenter`, or a `DenseClipSegmenter` for `zero_shot`."""
-    head = apply_variant(head_cfg, variant)
-    return build_head(build_backbone(backbone_cfg), head)
+def build_model(backbone_cfg: BackboneConfig, head_cfg: HeadConfig) -> nn.Module:
+    """Backbone (random init, open_clip tag or local checkpoint) + the head `head_cfg` describes (its
+    variant already composed in). Returns a `DcpClipSegmenter`, or a `DenseClipSegmenter` for `zero_shot`."""
+    return build_head(build_backbone(backbone_cfg), head_cfg)
