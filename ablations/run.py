@@ -19,10 +19,10 @@ import shlex
 import sys
 
 from dcpclip.data.config import BENCHMARKS
+from dcpclip.engine.evaluate import evaluate_run
 from dcpclip.model.variants import VARIANTS, check_variant_name, variant_override, variant_trains
 from experiments import fetch, prepare, pretrain
 from experiments.compose import compose_config
-from experiments.evaluate import evaluate
 from experiments.failures import failed
 from experiments.flops import count
 from experiments.train import describe_start, train
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(describe_start(cfg), flush=True)
                 outcome = train(cfg, progress=sys.stderr.isatty())
                 print(f"train {outcome['run_dir']}: {outcome['status']}", flush=True)
-            for key, value in evaluate(cfg, command, progress=sys.stderr.isatty()).items():
+            for key, value in evaluate_run(cfg, command, command, progress=sys.stderr.isatty()).items():
                 shown = value if isinstance(value, str) else f"mIoU {value:.2f}%"
                 print(f"evaluate {args.variant} seed{seed} {key}: {shown}", flush=True)
         cfg = compose_config(base)

@@ -4,7 +4,7 @@ on top of bare dense CLIP.
 (a) Over the first images of a synthetic benchmark, fetched and prepared into a temporary folder by the real
     `experiments.fetch` / `experiments.prepare` stages, for each setup:
     - model: `model(views, text_bank)` under no grad on views built beforehand (`model_views`);
-    - loop: `experiments.evaluate.evaluate_benchmark`, the code the evaluate stage runs (text bank lookup, image
+    - loop: `dcpclip.engine.evaluate.evaluate_benchmark`, the code the evaluate stage runs (text bank lookup, image
       decoding and protocol resize, views, inference, probability merge, argmax at the original size,
       evaluator, record);
     and the ratio of their rates, loop/model (target >= 0.9). The loop's fixed per-benchmark costs (cached
@@ -45,6 +45,7 @@ from dcpclip import paths
 from dcpclip.config import ExperimentConfig, with_variant
 from dcpclip.data.datasets import evaluation_dataset, read_class_names
 from dcpclip.data.specs import SPECS
+from dcpclip.engine.evaluate import evaluate_benchmark
 from dcpclip.engine.inference import InferenceSettings, model_views
 from dcpclip.environment import device_name, environment_stamp
 from dcpclip.model.backbone import build_backbone
@@ -52,7 +53,6 @@ from dcpclip.model.build import build_head, build_model
 from dcpclip.model.text_bank import TextBankCache
 from experiments import fetch, prepare
 from experiments.compose import compose_config
-from experiments.evaluate import evaluate_benchmark
 
 CPU = torch.device("cpu")
 HEAD_CLASSES = 847  # A-847, the largest benchmark vocabulary

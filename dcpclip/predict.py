@@ -44,9 +44,8 @@ from dcpclip.engine.checkpoint import (
 )
 from dcpclip.engine.inference import InferenceSettings, predict_labels
 from dcpclip.errors import ExpectedError
-from dcpclip.model.build import build_model
+from dcpclip.model.build import run_model
 from dcpclip.model.text_bank import TextBankCache
-from dcpclip.model.trainable import set_trainable
 from dcpclip.overlay import LegendEntry, draw_overlay, legend_entries
 from dcpclip.paths import run_dir as default_run_dir
 from dcpclip.paths import text_cache_dir
@@ -158,8 +157,7 @@ def load_predictor(
     if cfg.trains:
         folder = Path(run) if run is not None else default_run_dir(cfg)
         stored_fingerprint, step = check_run(folder, cfg)
-        model = build_model(cfg.backbone, cfg.head)
-        set_trainable(model, cfg.head)  # what the checkpoint holds: the trainable state of this choice
+        model = run_model(cfg.backbone, cfg.head, cfg.seed)  # the layout its checkpoint holds
         load_run_state(model, folder)
         source = {"kind": "run", "run_dir": str(folder), "step": step, "fingerprint": stored_fingerprint,
                   "finished": run_status(folder, stored_fingerprint) == "done", "variant": cfg.variant,
@@ -167,7 +165,7 @@ def load_predictor(
     elif run is not None:
         raise PredictInputError(f"variant {cfg.variant!r} is training-free: it has no run to load ({run})")
     else:
-        model = build_model(cfg.backbone, cfg.head)
+        model = run_model(cfg.backbone, cfg.head, cfg.seed)
         source = {"kind": "zero-shot", "variant": cfg.variant, **backbone_source}
     model.to(device).eval()
     patch_size = model.backbone.patch_size

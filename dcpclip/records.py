@@ -117,7 +117,7 @@ class FlopsRecord:
     params_total: int
     params_trainable: int
     skipped_ops: list[str]  # operators fvcore could not count (elementwise ones are expected)
-    config_fingerprint: str  # experiments.flops.counting_fingerprint: the config and code it depends on
+    config_fingerprint: str  # dcpclip.flop_records.counting_fingerprint: the config and code it depends on
     code_digest: str  # dcpclip.code_digest.code_digest of the flops stage's code
     command: str
     environment: dict[str, Any]
@@ -142,7 +142,7 @@ class TrainStepRecord:
     iterations: int  # the run this record prices: steps per trained run ...
     seeds: int  # ... and runs (and evaluations) per variant
     params_trainable: int
-    config_fingerprint: str  # experiments.flops.train_step_fingerprint: the config and code it depends on
+    config_fingerprint: str  # dcpclip.flop_records.train_step_fingerprint: the config and code it depends on
     code_digest: str  # dcpclip.code_digest.code_digest of the flops stage's code
     command: str
     environment: dict[str, Any]

@@ -39,8 +39,7 @@ from dcpclip.data.specs import SPECS
 from dcpclip.engine.inference import InferenceSettings, model_views
 from dcpclip.environment import device_name
 from dcpclip.flops import count_gmacs, random_text_bank
-from dcpclip.model.build import build_model
-from dcpclip.model.trainable import set_trainable
+from dcpclip.model.build import run_model
 from dcpclip.model.variants import variant_trains
 from dcpclip.train_cost import count_train_step, gpu_hours
 from experiments.cli import add_override_arguments, overrides_from_args
@@ -72,9 +71,7 @@ def split_images(cfg: ExperimentConfig, key: str) -> int:
 
 def variant_costs(cfg: ExperimentConfig) -> tuple[float, dict[str, float]]:
     """(GMACs of one training step, 0 for a training-free variant; {benchmark: GMACs per image})."""
-    torch.manual_seed(0)
-    model = build_model(cfg.backbone, cfg.head)
-    set_trainable(model, cfg.head)
+    model = run_model(cfg.backbone, cfg.head, cfg.seed)
     backbone = model.backbone
     step = count_train_step(model, cfg).step_gmacs if cfg.trains else 0.0
     views = evaluation_views(cfg, backbone.patch_size)
@@ -109,8 +106,7 @@ def probe_tflops(cfg: ExperimentConfig, repeats: int) -> tuple[float, str]:
     """Effective TFLOP/s of the full variant's forward on one window of this device, and the device."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     probe = with_variant(cfg, "full")
-    torch.manual_seed(0)
-    model = build_model(probe.backbone, probe.head).eval()
+    model = run_model(probe.backbone, probe.head, probe.seed).eval()
     window = torch.randn(1, 3, probe.backbone.image_size, probe.backbone.image_size)
     bank = random_text_bank(SPECS["a150"].num_prompts, model.backbone.embed_dim)
     gmacs = count_gmacs(model, window, bank, cross_check=False).gmacs

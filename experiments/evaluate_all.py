@@ -10,9 +10,10 @@ from __future__ import annotations
 import sys
 
 from dcpclip.data.specs import SPECS
+from dcpclip.engine.evaluate import up_to_date
 from dcpclip.model.variants import variant_override
 from experiments.compose import compose_config
-from experiments.evaluate import evaluate_job, up_to_date
+from experiments.evaluate import evaluate_job
 from experiments.failures import entry_point
 from experiments.fanout import Job, reference, stage_main
 

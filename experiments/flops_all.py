@@ -11,12 +11,13 @@ from __future__ import annotations
 import sys
 
 from dcpclip import paths
+from dcpclip.flop_records import stale_counts
 from dcpclip.model.variants import variant_override
 from dcpclip.profiles import PAPER_ARCH_PROFILE
 from experiments.compose import compose_config
 from experiments.failures import entry_point
 from experiments.fanout import Job, reference, stage_main
-from experiments.flops import flops_job, paper_arch_config, stale_counts
+from experiments.flops import flops_job, paper_arch_config
 
 
 def flops_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:

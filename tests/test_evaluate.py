@@ -8,10 +8,10 @@ from PIL import Image
 
 from dcpclip import paths
 from dcpclip.code_digest import code_digest
+from dcpclip.engine.evaluate import EmptySplitWarning
 from dcpclip.records import load_record
 from experiments import evaluate, fetch, prepare
 from experiments.compose import compose_config
-from experiments.evaluate import EmptySplitWarning
 
 
 @pytest.fixture

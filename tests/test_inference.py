@@ -15,9 +15,9 @@ from dcpclip.engine.inference import (
     pruner_recall,
     resized_argmax,
 )
+from dcpclip.flop_records import counting_fingerprint
 from dcpclip.paths import evaluation_fingerprint
 from experiments.compose import compose_config
-from experiments.flops import counting_fingerprint
 
 
 @dataclasses.dataclass

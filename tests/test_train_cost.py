@@ -6,29 +6,22 @@ import dataclasses
 import pytest
 import torch
 
+from dcpclip import flop_records as flops
 from dcpclip import paths
 from dcpclip.data.specs import SPECS
 from dcpclip.flops import count_gmacs, random_text_bank
-from dcpclip.model.build import build_model
-from dcpclip.model.trainable import set_trainable
+from dcpclip.model.build import run_model
 from dcpclip.records import load_record, write_record
 from dcpclip.train_cost import count_train_step, stand_in_tokens
-from experiments import flops
 from experiments.compose import compose_config
 
 TINY = ["model=tiny", "pretrain=none"]
 
 
-def model_of(cfg):
-    model = build_model(cfg.backbone, cfg.head)
-    set_trainable(model, cfg.head)
-    return model
-
-
 @pytest.mark.parametrize("clip_trainable, text_trains", [("attn_qv", True), ("none", False)])
 def test_a_step_is_three_forwards_of_the_batch_plus_the_text_tower_when_it_trains(clip_trainable, text_trains):
     cfg = compose_config([*TINY, "variant=full", f"head.clip_trainable={clip_trainable}"])
-    model = model_of(cfg)
+    model = run_model(cfg.backbone, cfg.head, cfg.seed)
     step = count_train_step(model, cfg)
     vocabulary = SPECS[cfg.data.train_dataset].num_prompts
     crop = cfg.train.crop_size
@@ -49,7 +42,7 @@ def test_the_record_is_recounted_when_what_it_prices_changes_and_only_then(tmp_p
     cfg = compose_config([*TINY, "variant=full", f"results_dir={tmp_path}"])
     path = paths.train_step_record_path(cfg, cfg.profile)
     assert flops.TRAIN_STEP in flops.stale_counts(cfg, cfg.profile, paths.flops_record_path)
-    record = flops.train_step_record(model_of(cfg), cfg, cfg.profile, "test")
+    record = flops.train_step_record(run_model(cfg.backbone, cfg.head, cfg.seed), cfg, cfg.profile, "test")
     write_record(record, path)
     assert load_record(path) == record and record.iterations == cfg.train.iterations and record.seeds == 1
     assert flops.TRAIN_STEP not in flops.stale_counts(cfg, cfg.profile, paths.flops_record_path)
@@ -63,6 +56,6 @@ def test_the_record_is_recounted_when_what_it_prices_changes_and_only_then(tmp_p
 
 def test_a_training_free_variant_is_priced_at_zero_steps(tmp_path):
     cfg = compose_config([*TINY, "variant=zero_shot", f"results_dir={tmp_path}"])
-    record = flops.train_step_record(model_of(cfg), cfg, cfg.profile, "test")
+    record = flops.train_step_record(run_model(cfg.backbone, cfg.head, cfg.seed), cfg, cfg.profile, "test")
     assert (record.trains, record.step_gmacs, record.seeds) == (False, 0.0, 1)
     write_record(record, paths.train_step_record_path(cfg, cfg.profile))  # valid

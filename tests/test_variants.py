@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import shutil
 
 import pytest
 import yaml
@@ -82,3 +83,27 @@ def test_a_grid_entry_must_be_spelled_as_its_records_are():
         compose_config(["grid.variants=[full,static_text+no_prune]"])
     assert compose_config(["grid.variants=[full,no_prune+static_text]"]).grid.variants == (
         "full", "no_prune+static_text")
+
+
+@pytest.mark.parametrize("name", [n for n, v in VARIANTS.items() if v.delta])
+def test_every_delta_changes_the_full_model(name):
+    # a delta equal to the default would name every full run after this variant
+    full = HeadConfig()
+    assert all(getattr(full, key) != value for key, value in VARIANTS[name].delta.items())
+
+
+def test_a_new_variant_is_one_yaml_delta_and_one_registry_line(tmp_path, monkeypatch):
+    # the README's recipe ("Add a variant"), followed in a copy of the config tree
+    from dcpclip.model import variants
+    from experiments import compose
+
+    conf = tmp_path / "conf"
+    shutil.copytree(CONFIG_DIR, conf)
+    (conf / "variant" / "no_prune_loss.yaml").write_text("# @package _global_\nhead:\n  prune_loss_weight: 0.0\n")
+    monkeypatch.setattr(compose, "CONFIG_DIR", conf)
+    monkeypatch.setitem(variants.VARIANTS, "no_prune_loss",
+                        variants.Variant("no_prune_loss", {"prune_loss_weight": 0.0}, True, "the pruner's own loss"))
+    cfg = compose_config(["variant=no_prune_loss", "grid.variants=[full,no_prune_loss,no_dual+no_prune_loss]"])
+    assert (cfg.variant, cfg.head.prune_loss_weight, cfg.trains) == ("no_prune_loss", 0.0, True)
+    assert paths.run_dir(cfg).parts[-2] == "no_prune_loss"
+    assert compose_config(["variant=[no_dual,no_prune_loss]"]).variant == "no_dual+no_prune_loss"

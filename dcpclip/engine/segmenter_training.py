@@ -13,10 +13,9 @@ from dcpclip.data.datasets import read_class_names, training_dataset
 from dcpclip.data.specs import SPECS
 from dcpclip.engine.checkpoint import run_status
 from dcpclip.engine.trainer import MetricsSink, TrainingResult, fit, training_device
-from dcpclip.model.build import build_model
+from dcpclip.model.build import run_model
 from dcpclip.model.losses import segmentation_losses
 from dcpclip.model.text_bank import encode_vocabulary
-from dcpclip.model.trainable import set_trainable
 
 
 def train_experiment(
@@ -43,9 +42,7 @@ def train_experiment(
     spec = SPECS[cfg.data.train_dataset]
     names = read_class_names(cfg.data.root, spec)
     dataset = training_dataset(cfg.data.root, spec, cfg.train.crop_size, cfg.seed)
-    torch.manual_seed(cfg.seed)  # the head's initialisation (CLIP has its own init_seed or weights)
-    model = build_model(cfg.backbone, cfg.head)
-    set_trainable(model, cfg.head)
+    model = run_model(cfg.backbone, cfg.head, cfg.seed)
     tokenizer = open_clip.get_tokenizer(cfg.backbone.arch)
     text_trains = any(p.requires_grad for p in model.backbone.text_parameters())
     return fit(

@@ -1,8 +1,11 @@
 """`build_model`: the only place where configuration flags choose the model's components. The
-defaults of `HeadConfig` are the full model; a variant's delta is composed into the config before it gets here."""
+defaults of `HeadConfig` are the full model; a variant's delta is composed into the config before it gets here.
+`run_model`: the model of one run as its checkpoint holds it, shared by training, evaluation, prediction and
+FLOP counting, so all four look at the same module."""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from dcpclip.model.backbone import ClipBackbone, build_backbone
@@ -13,6 +16,7 @@ from dcpclip.model.pruning import CategoryPruner, KeepAll
 from dcpclip.model.refinement import CoarseToFineDecoder
 from dcpclip.model.rescoring import MaskPooledRescorer, NoRescoring
 from dcpclip.model.segmenter import DcpClipSegmenter
+from dcpclip.model.trainable import set_trainable
 from dcpclip.model.zero_shot import DenseClipSegmenter
 
 
@@ -46,3 +50,12 @@ def build_model(backbone_cfg: BackboneConfig, head_cfg: HeadConfig) -> nn.Module
     """Backbone (random init, open_clip tag or local checkpoint) + the head `head_cfg` describes (its
     variant already composed in). Returns a `DcpClipSegmenter`, or a `DenseClipSegmenter` for `zero_shot`."""
     return build_head(build_backbone(backbone_cfg), head_cfg)
+
+
+def run_model(backbone_cfg: BackboneConfig, head_cfg: HeadConfig, seed: int) -> nn.Module:
+    """`build_model` with the head initialised from `seed` (CLIP has its own init_seed or weights) and the
+    `head.clip_trainable` parameters trainable: the layout a run's checkpoint stores."""
+    torch.manual_seed(seed)
+    model = build_model(backbone_cfg, head_cfg)
+    set_trainable(model, head_cfg)
+    return model
