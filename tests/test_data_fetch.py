@@ -29,7 +29,7 @@ from dcpclip.data.specs import SPECS
 from dcpclip.data.synthetic import generate
 from dcpclip.errors import CorruptCacheWarning
 
-PROTOCOL_SHA256 = {  # shared/design/protocol.md, "Pinned benchmark definition files"
+PROTOCOL_SHA256 = {  # docs/protocol.md, "Pinned benchmark definition files"
     "coco.json": (1903, "0d1caff40f22c2f8de07c9d3016f2521dea096ae8b51889a12d3511bc33a18e7"),
     "pascalcontext_val.txt": (61247, "903abb826516974fc79730ae21495d8a577d4293b5fd517d738cfd21b6bd1969"),
     "prepare_ade20k_full.py": (53625, "6bc2eb1f18e3db2e6139cceac5bfcc80bebde4fb1a2156d09804b2dbbdafbf99"),

@@ -1,5 +1,5 @@
 """The real fetch + preparation on generated raw data, checked pixel for pixel against the protocol's rules
-(shared/design/protocol.md), each rule recomputed here from the raw files."""
+(docs/protocol.md), each rule recomputed here from the raw files."""
 
 import io
 import json

@@ -5,7 +5,7 @@ Checksums: a published one (sha256, md5 or sha1, as its publisher gave it) is ve
 Where none is published, the sha256 of the first download is written to a committed lock file
 (`sources.lock.json` beside this module) and verified ever after. The benchmark definition files (prompt
 names, the A-847 id selection, the Pascal Context validation ids) are fetched from the CAT-Seg repository
-pinned to one commit, with the sha256 sums and sizes of `shared/design/protocol.md`; the project carries
+pinned to one commit, with the sha256 sums and sizes of `docs/protocol.md`; the project carries
 no copy of them.
 
 Where the published checksums come from (facts only, no code taken):

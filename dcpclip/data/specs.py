@@ -1,4 +1,4 @@
-"""What each dataset IS for the protocol (`../shared/design/protocol.md`): classes, ignore value, label
+"""What each dataset IS for the protocol (`docs/protocol.md`): classes, ignore value, label
 file type, expected image counts, prompt-name file. Where its files come FROM lives in the download
 registry (`dcpclip.data.sources`).
 

@@ -1,6 +1,6 @@
 """Hyper-parameters of the model: the CLIP backbone, the text prompts and the DCP-CLIP head. The head's
 defaults are the full model; variants are deltas (`dcpclip.model.variants`). Every number of
-`../shared/design/dcp-clip.md` lives here, not in code. Plain dataclasses only: composing a config imports
+`docs/model.md` lives here, not in code. Plain dataclasses only: composing a config imports
 no model code, so a change of model code moves only the identities of the stages that run it."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""DCP-CLIP (arXiv 2603.13951; this project's reading of the abstract, see shared/design/dcp-clip.md):
+"""DCP-CLIP (arXiv 2603.13951; this project's reading of the abstract, see docs/model.md):
 one model class composed of single-purpose modules. Which module fills each slot is decided by
 `dcpclip.model.build.build_model`, never here: `forward` has no variant branches."""
 

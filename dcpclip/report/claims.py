@@ -1,4 +1,4 @@
-"""The paper's claims (`../shared/design/dcp-clip.md`), each checked by one small function on the tidy
+"""The paper's claims (`docs/model.md`), each checked by one small function on the tidy
 table (`dcpclip.report.aggregate.summary_table`). Every check returns a verdict and the numbers behind it.
 
 A claim "holds" only when every comparison it needs was measured and agrees; one measured counterexample

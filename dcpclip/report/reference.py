@@ -1,4 +1,4 @@
-"""Published mIoU of the closest peers on the same protocol (`../shared/design/protocol.md`, "Published
+"""Published mIoU of the closest peers on the same protocol (`docs/protocol.md`, "Published
 numbers to compare against"). Reported by the papers, not measured here: the report shows them in their
 own table and never mixes them with this suite's measurements."""
 

@@ -1,6 +1,6 @@
 """A-150: the ADE20K scene-parsing validation split (`ADEChallengeData2016.zip`). Label PNG values are
 0 ("other") and 1..150; the prepared label is value - 1 with uint8 wrap-around, so 0 -> 255 (ignored) and
-1..150 -> 0..149 (shared/design/protocol.md). Images are kept as published.
+1..150 -> 0..149 (docs/protocol.md). Images are kept as published.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A-847: the validation split of the full ADE20K release `ADE20K_2021_17_01` (registration-gated).
 
-Rules (shared/design/protocol.md, as in MaskFormer's and CAT-Seg's `prepare_ade20k_full.py`, read for
+Rules (docs/protocol.md, as in MaskFormer's and CAT-Seg's `prepare_ade20k_full.py`, read for
 facts only):
 - validation files: entries of `index_ade20k.pkl` ({'folder': [...], 'filename': [...], ...}) whose file
   name has `val` as its second `_`-separated field; the image is `<folder>/<filename>`, its class map

@@ -1,6 +1,6 @@
 """COCO-Stuff-164k, the training set: COCO 2017 images with the `stuffthingmaps_trainval2017` label PNGs
 (0-based COCO-Stuff ids 0..181, 255 unlabeled). The 171 ids that carry masks become train ids 0..170 in id
-order; the 11 thing ids that never carry masks, and 255, become 255 (shared/design/protocol.md). Images
+order; the 11 thing ids that never carry masks, and 255, become 255 (docs/protocol.md). Images
 are kept as published. Both splits are prepared: `train` (trained on) and `val` (in-domain checks).
 """
 

@@ -1,6 +1,6 @@
 """PAS-20 and PAS-20b: the 1449 ids of VOC 2012's `ImageSets/Segmentation/val.txt`, labelled by the
 SBD-augmented `SegmentationClassAug` PNGs (0 background, 1..20 classes, 255 void). Classes 1..20 become
-0..19 and 255 stays; background becomes 255 for PAS-20 and 20 for PAS-20b (shared/design/protocol.md).
+0..19 and 255 stays; background becomes 255 for PAS-20 and 20 for PAS-20b (docs/protocol.md).
 CAT-Seg skips writing labels that come out all-ignored; keeping them changes no metric (all their pixels
 are ignored) and keeps the image count at 1449. Images are kept as published.
 """

@@ -1,7 +1,7 @@
 """PC-459: Pascal Context with all 459 labels, on the VOC 2010 images. For each id of the pinned
 5104-id validation list, the label is `LabelMap - 1` (0..458) of `trainval/<id>.mat`, saved as uint16 TIFF;
 every pixel is labelled ("unknown" is a class), so the ignore value 459 never occurs
-(shared/design/protocol.md). `labels.txt` must list the 459 classes. Images are kept as published.
+(docs/protocol.md). `labels.txt` must list the 459 classes. Images are kept as published.
 """
 
 from __future__ import annotations

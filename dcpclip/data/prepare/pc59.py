@@ -5,7 +5,7 @@ painted in file order (a later one overwrites an earlier one, as the Detail API'
 standard classes map to 0..58 in sorted-id order, every other id and unlabeled pixels to 255.
 
 The 59 ids come from the pinned name lists: each `pc59.json` name's 1-based position in `pc459.json`, with
-PC-59's "diningtable" being "table" in the 459 list (shared/design/protocol.md). RLE decoding uses
+PC-59's "diningtable" being "table" in the 459 list (docs/protocol.md). RLE decoding uses
 pycocotools (compressed string counts, and uncompressed count lists via `frPyObjects`).
 The known val-phase count is 5104 or 5105 depending on the copy: the manifest reports it.
 """
