@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 
+from dcpclip import paths
 from dcpclip.data.specs import SPECS
 from dcpclip.engine.evaluate import up_to_date
 from dcpclip.model.variants import variant_override
@@ -27,7 +28,7 @@ def evaluation_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
             cfg = compose_config(list(run))
             for key in base.data.benchmarks:
                 jobs.append(Job(f"{variant} seed{seed} {SPECS[key].title}", reference(evaluate_job),
-                                (*run, f"data.benchmarks=[{key}]")))
+                                (*run, f"data.benchmarks=[{key}]"), str(paths.eval_record_path(cfg, key))))
                 pending.append(not up_to_date(cfg, key))
     return jobs, pending
 

@@ -1,5 +1,5 @@
 """How every entry point fails, the one way (`entry_point`, `failed`), with `-v` for the traceback of any
-failure:
+failure (and debug log lines; `-q` keeps only warnings, `experiments.logs`):
 
 - an expected failure (`dcpclip.errors.ExpectedError`: bad input, a missing or corrupt file, no network, a
   bad config; or an OS error naming its file, e.g. a read-only results folder) prints one line naming the
@@ -19,9 +19,11 @@ import traceback
 from collections.abc import Callable
 
 from dcpclip.errors import ExpectedError
+from experiments.logs import configure_logging
 
 EXPECTED, BUG = 2, 1  # exit statuses
 VERBOSE_FLAGS = ("-v", "--verbose")
+QUIET_FLAGS = ("-q", "--quiet")
 _verbose = False  # set by `entry_point` from the command line: every failure shows its traceback
 
 
@@ -52,7 +54,8 @@ def failed(err: BaseException, rerun: str) -> int:
 
 def entry_point(module: str) -> Callable[[Callable[[list[str]], int]], Callable[[list[str] | None], int]]:
     """Decorate `main(argv) -> int` of `python -m <module>`: strips `-v`/`--verbose` (every failure then
-    shows its traceback) and ends any failure that escapes `main` through `failed`."""
+    shows its traceback, and debug lines show) and `-q`/`--quiet` (progress lines off), configures logging,
+    and ends any failure that escapes `main` through `failed`."""
 
     def decorate(main: Callable[[list[str]], int]) -> Callable[[list[str] | None], int]:
         @functools.wraps(main)
@@ -60,7 +63,8 @@ def entry_point(module: str) -> Callable[[Callable[[list[str]], int]], Callable[
             global _verbose
             argv = list(sys.argv[1:] if argv is None else argv)
             _verbose = any(a in VERBOSE_FLAGS for a in argv)
-            argv = [a for a in argv if a not in VERBOSE_FLAGS]
+            configure_logging(1 if _verbose else -1 if any(a in QUIET_FLAGS for a in argv) else 0)
+            argv = [a for a in argv if a not in VERBOSE_FLAGS + QUIET_FLAGS]
             try:
                 return main(argv)
             except KeyboardInterrupt:

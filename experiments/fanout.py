@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from dcpclip import paths
 from experiments.cli import add_override_arguments, overrides_from_args
 from experiments.compose import compose_config
 from experiments.failures import BUG, EXPECTED, is_expected, one_line
+from experiments.logs import configure_logging
 
 REPO = Path(__file__).resolve().parent.parent
 # How often Tune restarts a failed trial before the stage reports it: a trial whose worker or node dies
@@ -36,6 +38,7 @@ class Job:
     name: str  # e.g. "train full seed0"; unique within one fan-out
     function: str  # "module:function", called as function(overrides) -> dict
     overrides: tuple[str, ...]
+    where: str = ""  # what it writes (a run folder, a record), named when it finishes
 
     def command(self) -> str:
         module, function = self.function.split(":")
@@ -75,6 +78,7 @@ def _trial(config: dict) -> None:
     if not ray.get_gpu_ids():  # Ray leaves a GPU-less trial every GPU of its node: it would use cuda:0 unasked
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     os.chdir(config["cwd"])  # every config path is relative to the repository root
+    configure_logging(config["verbosity"])  # the library's progress lines, forwarded by Ray to the stage
     job = config["jobs"][config["job"]]
     try:
         result = _call(job["function"], job["overrides"]) or {"ok": 1}
@@ -83,6 +87,33 @@ def _trial(config: dict) -> None:
             raise  # a bug or a lost worker: Tune retries it and reports the traceback
         result = {EXPECTED_ERROR: one_line(err)}
     tune.report(result)
+
+
+def verbosity() -> int:
+    """The stage's logging verbosity (-1 quiet, 0, 1 debug), passed on to its trials."""
+    level = logging.getLogger("dcpclip").getEffectiveLevel()
+    return 1 if level <= logging.DEBUG else -1 if level >= logging.WARNING else 0
+
+
+def finished_jobs_printer(stage: str, by_name: dict[str, Job]):
+    """A Tune callback printing each job as it finishes, while the others still run: its name, its time,
+    where its output is, or its error."""
+    from ray.tune import Callback
+
+    class FinishedJobs(Callback):
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            job, result = by_name[trial.config["job"]], trial.last_result or {}
+            if EXPECTED_ERROR in result:
+                print(f"{stage}: {job.name}: FAILED: {result[EXPECTED_ERROR]}", flush=True)
+                return
+            where = f" -> {job.where}" if job.where else ""
+            print(f"{stage}: {job.name}: ok in {result.get('time_total_s', 0.0):.1f} s{where}", flush=True)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            error = _root_cause(trial.get_error() or RuntimeError("no error file"))  # after its last retry
+            print(f"{stage}: {by_name[trial.config['job']].name}: FAILED: {error}", flush=True)
+
+    return FinishedJobs()
 
 
 def _root_cause(error: BaseException) -> str:
@@ -116,9 +147,11 @@ def run_jobs(jobs: list[Job], resources: Resources, storage: Path, stage: str) -
             "job": tune.grid_search(list(by_name)),
             "jobs": {job.name: {"function": job.function, "overrides": list(job.overrides)} for job in jobs},
             "cwd": cwd,
+            "verbosity": verbosity(),
         },
         tune_config=tune.TuneConfig(max_concurrent_trials=resources.max_concurrent or None, reuse_actors=True),
         run_config=tune.RunConfig(name=stage, storage_path=str(storage.resolve()), verbose=0,
+                                  callbacks=[finished_jobs_printer(stage, by_name)],
                                   failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES)),
     )
     grid = tuner.fit()
@@ -147,13 +180,8 @@ def run_stage(stage: str, jobs: list[Job], pending: list[bool], resources: Resou
         return 0
     print(f"{stage}: {len(todo)} of {len(jobs)} jobs to run, {resources.cpus:g} CPU / {resources.gpus:g} GPU "
           f"each, on {os.environ.get('RAY_ADDRESS') or 'a local Ray instance'}", flush=True)
-    failed = []
-    for outcome in run_jobs(todo, resources, storage, stage):
-        if outcome.error is None:
-            print(f"{stage}: {outcome.job.name}: ok", flush=True)
-        else:
-            failed.append(outcome)
-            print(f"{stage}: {outcome.job.name}: FAILED: {outcome.error}", flush=True)
+    failed = [outcome for outcome in run_jobs(todo, resources, storage, stage) if outcome.error is not None]
+    print(f"{stage}: {len(todo) - len(failed)} of {len(todo)} jobs ok", flush=True)
     for outcome in failed:
         print(f"{stage}: rerun the failed job alone with: {outcome.job.command()}", file=sys.stderr)
     if failed:

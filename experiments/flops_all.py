@@ -32,7 +32,8 @@ def flops_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
             paper = paper_arch_config(cfg, base.count_paper_arch)
             stale += stale_counts(paper, PAPER_ARCH_PROFILE, paths.paper_arch_flops_record_path)
         job_overrides = (*overrides, variant_override(variant), *extra)
-        jobs.append(Job(variant, reference(flops_job), job_overrides))
+        where = paths.flops_record_path(cfg, base.data.benchmarks[0]).parent  # its records; paper-arch ones beside
+        jobs.append(Job(variant, reference(flops_job), job_overrides, str(where)))
         pending.append(bool(stale))
     return jobs, pending
 

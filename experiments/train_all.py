@@ -31,7 +31,7 @@ def training_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
         for seed in base.grid.seeds:
             job_overrides = (*overrides, variant_override(variant), f"seed={seed}")
             cfg = compose_config(list(job_overrides))
-            jobs.append(Job(f"{variant} seed{seed}", reference(train_job), job_overrides))
+            jobs.append(Job(f"{variant} seed{seed}", reference(train_job), job_overrides, str(paths.run_dir(cfg))))
             pending.append(run_status(paths.run_dir(cfg), paths.training_fingerprint(cfg)) != "done")
     return jobs, pending
 

@@ -45,3 +45,18 @@ def test_verbose_shows_the_traceback_of_an_expected_failure_too(capsys):
     assert command(DataError("bad value", hint="fix it"))(["--verbose"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("Traceback") and err.endswith("error: bad value\nfix it\n")
+
+
+@pytest.mark.parametrize("flags, shown", [([], ["progress"]), (["-q"], []), (["--verbose"], ["debug", "progress"])])
+def test_q_and_v_choose_which_library_lines_print(flags, shown, capsys):
+    import logging
+
+    @entry_point("experiments.example")
+    def main(argv: list[str]) -> int:
+        assert argv == ["x=1"]  # the flags are stripped
+        logging.getLogger("dcpclip.engine.trainer").debug("debug")
+        logging.getLogger("dcpclip.engine.trainer").info("progress")
+        return 0
+
+    assert main(["x=1", *flags]) == 0
+    assert capsys.readouterr().out.split() == shown

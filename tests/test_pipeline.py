@@ -116,6 +116,30 @@ def test_a_failed_trial_fails_the_stage_by_name_and_its_rerun_trains_only_it(pre
     assert train_all.training_jobs(overrides)[1] == [False, False]
 
 
+@pytest.mark.slow
+def test_the_train_fan_out_names_each_job_as_it_finishes_with_the_trainer_lines_of_each(prepared_data):
+    root, data = prepared_data
+    overrides = [o for o in quick(root / "progress", data, ["full", "no_dual"]) if not o.startswith("train.")]
+    overrides += ["train.iterations=40", "train.checkpoint_every=40", "train.log_every=20", "grid.max_concurrent=1"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    stage = subprocess.Popen([sys.executable, "-m", "experiments.train_all", *overrides], cwd=REPO, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    lines = [(time.perf_counter(), line.rstrip()) for line in stage.stdout]  # each line when it arrived
+    assert stage.wait() == 0, "\n".join(line for _, line in lines[-40:])
+    finished = [(t, line) for t, line in lines if re.search(r"^train: \S+ seed0: ok in [0-9.]+ s -> ", line)]
+    assert len(finished) == 2, lines
+    for _, line in finished:  # each names where its run is
+        variant = line.split(":")[1].split()[0]
+        assert line.endswith(f"-> {paths.run_dir(compose_config([*overrides, f'variant={variant}']))}"), line
+    first_done, first = finished[0][0], finished[0][1].split(":")[1].split()[0]
+    second = next(v for v in ("full", "no_dual") if v != first)
+    # named while the other still trained (one trial at a time): before the other's last trainer line
+    assert first_done < max(t for t, line in lines if f"/{second}/seed0: step " in line)
+    for variant in ("full", "no_dual"):  # the trainer's lines, from inside each Ray trial
+        steps = [line for _, line in lines if f"/{variant}/seed0: step " in line]
+        assert len(steps) == 2 and "step 40/40, loss " in steps[-1] and " steps/s, ETA 0:00:00" in steps[-1], steps
+
+
 GENERATED = ("results/", "reports/", "dvc.lock")  # what a committed run left: the copy must make it anew
 
 

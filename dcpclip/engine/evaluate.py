@@ -5,7 +5,10 @@ returns its `EvalRecord` (mIoU and the rest with detectron2's semantics, pruner 
 
 from __future__ import annotations
 
+import datetime
+import logging
 import math
+import time
 import warnings
 from collections import Counter
 
@@ -27,6 +30,9 @@ from dcpclip.model.build import run_model
 from dcpclip.model.text_bank import TextBankCache
 from dcpclip.records import EvalRecord, RecordError, SegmentationMetrics, load_record, write_record
 from dcpclip.records import InferenceSettings as RecordedInference
+
+log = logging.getLogger(__name__)
+LOG_PARTS = 4  # without a bar, a progress line after each quarter of a split
 
 
 class RunNotTrained(ExpectedError, RuntimeError):
@@ -86,8 +92,9 @@ def evaluate_benchmark(model, cfg: ExperimentConfig, spec: DatasetSpec, cache: T
     # data.num_workers processes decode and resize the next images while the model runs (0: in this process)
     loader = DataLoader(Subset(dataset, range(count)), batch_size=None, num_workers=cfg.data.num_workers,
                         pin_memory=device.type == "cuda")
-    views = 0
-    for item in tqdm(loader, total=count, desc=f"{cfg.variant} {spec.title}", disable=not progress, leave=False):
+    views, began = 0, time.perf_counter()
+    name = f"{cfg.variant} seed{cfg.seed} {spec.title}"
+    for done, item in enumerate(tqdm(loader, total=count, desc=name, disable=not progress, leave=False), 1):
         prediction = predict_labels(model, item.image.to(device), text_bank, settings,
                                     tuple(item.label.shape), spec.prompt_to_label)
         recall = None
@@ -95,6 +102,10 @@ def evaluate_benchmark(model, cfg: ExperimentConfig, spec: DatasetSpec, cache: T
             recall = pruner_recall(prediction.kept, item.label, spec.ignore_value, spec.prompt_to_label)
         evaluator.process(prediction.labels.cpu(), item.label, recall)
         views = prediction.views
+        if not progress and (done % max(1, count // LOG_PARTS) == 0 or done == count):
+            rate = done / (time.perf_counter() - began)
+            log.info(f"evaluate {name}: {done}/{count} images, {rate:.2f} images/s, "
+                     f"ETA {datetime.timedelta(seconds=round((count - done) / rate))}")
     metrics = evaluator.evaluate()
     if metrics["num_pixels"] == 0:
         warnings.warn(f"{spec.title} ({spec.key}): no labelled pixel in the {count} evaluated images of "

@@ -17,6 +17,8 @@ The assemblies that call `fit` live beside it: `segmenter_training` (DCP-CLIP) a
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import logging
 import random
 import time
 import warnings
@@ -52,6 +54,15 @@ from dcpclip.engine.checkpoint import (
 from dcpclip.engine.config import TrainConfig
 from dcpclip.engine.optim import build_optimizer, build_scheduler
 from dcpclip.engine.sampler import StepBatchSampler
+
+log = logging.getLogger(__name__)
+
+
+def progress_line(run_dir: Path, step: int, start: int, iterations: int, loss: float, seconds: float) -> str:
+    """"<run>: step 100/300, loss 1.2345, 4.20 steps/s, ETA 0:00:48": the rate over this call's steps."""
+    rate = (step - start) / seconds if seconds > 0 else 0.0
+    eta = datetime.timedelta(seconds=round((iterations - step) / rate)) if rate else "?"
+    return f"{run_dir}: step {step}/{iterations}, loss {loss:.4f}, {rate:.2f} steps/s, ETA {eta}"
 
 
 class MetricsSink(Protocol):
@@ -242,6 +253,9 @@ def fit(
                 if step % cfg.log_every == 0 or step == cfg.iterations:
                     means = {f"train/{name}": (value / window).item() for name, value in sums.items()}
                     bar.set_postfix(loss=f"{means['train/total']:.4f}")
+                    if not progress:  # no bar (a Ray trial, a pipe): one line per log_every steps
+                        log.info(progress_line(run_dir, step, start, cfg.iterations, means["train/total"],
+                                               time.perf_counter() - began))
                     if sink is not None:
                         sink.log(step, {**means, **learning_rates})
                     sums, window = {}, 0
