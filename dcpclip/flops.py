@@ -87,8 +87,8 @@ def explicit_attention():
 
 
 class SegmenterLogits(nn.Module):
-    """The traced function: a segmenter's full-vocabulary logits for (images, text bank). Remembers how
-    many classes the last call kept."""
+    """The traced function: a segmenter's kept classes' logits at input resolution for (images, text bank),
+    what inference consumes (no full-vocabulary tensor is built). Remembers how many classes it kept."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -98,7 +98,7 @@ class SegmenterLogits(nn.Module):
     def forward(self, images: torch.Tensor, text_bank: torch.Tensor) -> torch.Tensor:
         output = self.model(images, text_bank)
         self.kept_classes = output.kept.shape[1]
-        return output.logits
+        return output.kept_logits_at_input()  # [B, K, H, W]
 
 
 class TextTower(nn.Module):

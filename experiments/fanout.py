@@ -129,6 +129,7 @@ def run_jobs(jobs: list[Job], resources: Resources, storage: Path, stage: str) -
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")  # each trial's progress lines, not "[repeated 9x]"
     import ray
     from ray import tune
 

@@ -227,29 +227,39 @@ def test_pas20b_recall_counts_background_as_kept_when_any_context_prompt_is():
     assert pruner_recall(kept, target, 255) == pytest.approx(1 / 3)  # without the rule only 3 counts
 
 
+@pytest.mark.parametrize("variant", ["full", "no_prune", "no_dual", "static_text", "zero_shot"])
 @pytest.mark.parametrize("mode, seg_loss", [("sliding", "ce"), ("whole", "ce"), ("sliding", "bce")])
-def test_carrying_only_the_kept_classes_changes_no_label(mode, seg_loss):
+def test_the_sparse_output_gives_the_labels_of_the_dense_logits(variant, mode, seg_loss):
     from dcpclip.model.build import build_model
+    from dcpclip.model.variants import variant_head
     from experiments.compose import compose_config
 
     cfg = compose_config(["pretrain=none"])
     torch.manual_seed(0)
-    model = build_model(cfg.backbone, cfg.head).eval()  # full: keeps 8 classes per view
+    model = build_model(cfg.backbone, variant_head(cfg.head, variant)).eval()  # pruning ones keep 8 per view
     generator = torch.Generator().manual_seed(1)
     text_bank = torch.nn.functional.normalize(torch.randn(150, model.backbone.embed_dim, generator=generator), dim=-1)
     settings = InferenceSettings(mode, 64, 32, seg_loss, size_divisor=8)
+    dense_kept = lambda images, bank: Output(*(lambda o: (o.logits, o.kept))(model(images, bank)))  # noqa: E731
     every_class = lambda images, bank: Output(model(images, bank).logits)  # noqa: E731  (reports no pruning)
+    prunes = variant in ("full", "no_dual", "static_text")
     for seed in range(3):
         image = torch.randn(3, 96, 128, generator=generator.manual_seed(seed))
-        compact, full = infer(model, image, text_bank, settings), infer(every_class, image, text_bank, settings)
+        sparse, dense, full = (infer(m, image, text_bank, settings) for m in (model, dense_kept, every_class))
+        # the sparse path carries exactly what the dense [V, C, H, W] path carried, value for value
+        assert torch.equal(sparse.classes, dense.classes) and torch.equal(sparse.probabilities, dense.probabilities)
         assert full.classes is None and full.probabilities.shape[0] == 150
-        assert compact.classes.tolist() == compact.kept.nonzero()[:, 0].tolist()
-        assert 8 <= len(compact.classes) <= 8 * compact.views < 150
-        assert torch.allclose(compact.probabilities, full.probabilities[compact.classes], atol=1e-6)
-        assert full.probabilities[~compact.kept].max() < 1e-30  # what is left out could never win
+        assert sparse.classes.tolist() == sparse.kept.nonzero()[:, 0].tolist()
+        if prunes:
+            assert 8 <= len(sparse.classes) <= 8 * sparse.views < 150
+            assert full.probabilities[~sparse.kept].max() < 1e-30  # what is left out could never win
+        else:
+            assert len(sparse.classes) == 150
+        assert torch.allclose(sparse.probabilities, full.probabilities[sparse.classes], atol=1e-6)
         labels = predict_labels(model, image, text_bank, settings, (120, 160)).labels
-        assert torch.equal(labels, predict_labels(every_class, image, text_bank, settings, (120, 160)).labels)
-        assert compact.kept[labels].all()
+        for reference in (dense_kept, every_class):
+            assert torch.equal(labels, predict_labels(reference, image, text_bank, settings, (120, 160)).labels)
+        assert sparse.kept[labels].all()
 
 
 def test_the_paper_profile_evaluates_under_bf16_autocast_and_the_offline_one_does_not():

@@ -12,10 +12,9 @@ IGNORE = 255
 
 
 def output(kept, kept_logits, num_classes, presence=None, coarse=None):
-    """A SegmenterOutput whose full-vocabulary logits only carry the vocabulary size."""
-    batch, _, height, width = kept_logits.shape
-    logits = torch.zeros(batch, num_classes, 4 * height, 4 * width)
-    return SegmenterOutput(logits, kept, kept_logits, presence, None, coarse)
+    """A SegmenterOutput of `num_classes` at 4 x the kept logits' resolution."""
+    _, _, height, width = kept_logits.shape
+    return SegmenterOutput(kept, kept_logits, presence, None, num_classes, (4 * height, 4 * width), -100.0, coarse)
 
 
 def random_case(seed=0, batch=2, num_classes=10, size=16):

@@ -19,11 +19,13 @@ original size, and the label is the argmax, mapped through the benchmark's promp
 prompts 20..58 -> background 20). Probabilities are a softmax over classes for a head trained with
 cross-entropy and a per-class sigmoid for one trained with binary cross-entropy (CAT-Seg).
 
-The model contract: `model(images [B, 3, h, w], text_bank [C, D])` returns an object with `.logits`
-[B, C, h', w'] (any h', w') and optionally `.kept` [B, K], the vocabulary indices the category pruner kept
-(`dcpclip.model.output.SegmenterOutput`). The pruner's recall on an image (DCP-CLIP: the share of its
-ground-truth classes that are kept) is measured on the union of the views' kept sets: a class kept by any
-view can still win the merged argmax somewhere, so that union is what bounds the achievable mIoU.
+The model contract: `model(images [B, 3, h, w], text_bank [C, D])` returns either a sparse
+`dcpclip.model.output.SegmenterOutput` (`.kept` [B, K], the vocabulary indices the category pruner kept,
+and `.kept_logits_at_input()` [B, K, h, w]: what DCP-CLIP and zero_shot return, so no [B, C, h, w] tensor
+is ever made), or an object with dense `.logits` [B, C, h', w'] (any h', w') and optionally `.kept`.
+The pruner's recall on an image (DCP-CLIP: the share of its ground-truth classes that are kept) is
+measured on the union of the views' kept sets: a class kept by any view can still win the merged argmax
+somewhere, so that union is what bounds the achievable mIoU.
 
 Only the classes of that union are carried past the model (probabilities, merge, resizes, argmax): a class
 no view kept has the pruned logit (-100) in every view, probability ~1e-44, and can never win the argmax.
@@ -180,23 +182,53 @@ def _run(
     those classes [C'] (None: all C), [C] bool kept by any view (None: the model reports no pruning))."""
     with torch.autocast(views.device.type, dtype=torch.bfloat16, enabled=amp and views.is_cuda):
         output = model(views, text_bank)
-    logits = output.logits
-    expected = (views.shape[0], text_bank.shape[0])
-    if logits.dim() != 4 or tuple(logits.shape[:2]) != expected:
-        raise ValueError(
-            f"model logits {tuple(logits.shape)}: expected [{expected[0]}, {expected[1]}, h, w] for "
-            f"{expected[0]} views and a text bank of {expected[1]} classes"
-        )
-    kept_indices = getattr(output, "kept", None)  # [V, K]
-    kept = classes = None
-    if kept_indices is not None:
-        kept = torch.zeros(expected[1], dtype=torch.bool, device=logits.device)
-        kept[kept_indices.reshape(-1)] = True
-        classes = kept.nonzero()[:, 0]  # [C'] ascending
-        logits = logits[:, classes]  # [V, C', h', w']
+    num_views, num_classes = views.shape[0], text_bank.shape[0]
+    if hasattr(output, "kept_logits_at_input"):
+        logits, classes, kept = _union_of_kept(output, num_views, num_classes)
+    else:
+        logits, classes, kept = _dense(output, num_views, num_classes)
     if tuple(logits.shape[-2:]) != tuple(views.shape[-2:]):
         logits = F.interpolate(logits.float(), size=views.shape[-2:], mode="bilinear", align_corners=False)
     return logits.float(), classes, kept
+
+
+def _union_of_kept(output, num_views: int, num_classes: int):
+    """A sparse output (`SegmenterOutput`) -> ([V, C', H, W] the union of the views' kept classes, a class a
+    view did not keep at its pruned logit; classes [C']; kept [C] bool). O(C' x H x W), never C."""
+    per_view = output.kept_logits_at_input()  # [V, K, H, W]
+    kept_indices = output.kept  # [V, K]
+    shapes_agree = per_view.dim() == 4 and tuple(per_view.shape[:2]) == tuple(kept_indices.shape)
+    if not shapes_agree or len(kept_indices) != num_views:
+        raise ValueError(f"model kept logits {tuple(per_view.shape)} and kept classes {tuple(kept_indices.shape)}: "
+                         f"expected [{num_views}, K, h, w] and [{num_views}, K]")
+    kept = torch.zeros(num_classes, dtype=torch.bool, device=per_view.device)
+    kept[kept_indices.reshape(-1)] = True
+    classes = kept.nonzero()[:, 0]  # [C'] ascending
+    if kept_indices.shape[1] == len(classes) and bool((kept_indices == classes).all()):
+        return per_view, classes, kept  # every view kept the same classes (no pruning, or one view)
+    position = torch.full((num_classes,), -1, dtype=torch.long, device=per_view.device)
+    position[classes] = torch.arange(len(classes), device=per_view.device)
+    union = per_view.new_full((num_views, len(classes), *per_view.shape[-2:]), output.pruned_logit)
+    union.scatter_(1, position[kept_indices][:, :, None, None].expand_as(per_view), per_view)
+    return union, classes, kept
+
+
+def _dense(output, num_views: int, num_classes: int):
+    """A model reporting full-vocabulary `.logits` [V, C, h, w] (and optionally `.kept` [V, K]) -> the
+    same triple as `_union_of_kept`, the columns of the kept classes taken from the dense tensor."""
+    logits = output.logits
+    if logits.dim() != 4 or tuple(logits.shape[:2]) != (num_views, num_classes):
+        raise ValueError(
+            f"model logits {tuple(logits.shape)}: expected [{num_views}, {num_classes}, h, w] for "
+            f"{num_views} views and a text bank of {num_classes} classes"
+        )
+    kept_indices = getattr(output, "kept", None)  # [V, K]
+    if kept_indices is None:
+        return logits, None, None
+    kept = torch.zeros(num_classes, dtype=torch.bool, device=logits.device)
+    kept[kept_indices.reshape(-1)] = True
+    classes = kept.nonzero()[:, 0]  # [C'] ascending
+    return logits[:, classes], classes, kept  # [V, C', h', w']
 
 
 def model_views(image: torch.Tensor, settings: InferenceSettings) -> torch.Tensor:

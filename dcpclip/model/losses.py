@@ -58,7 +58,7 @@ def segmentation_losses(
 ) -> dict[str, torch.Tensor]:
     """-> {"seg", ["prune"], ["aux"], "total"}: the active terms and their weighted sum."""
     size = tuple(targets.shape[-2:])
-    labels = remap_to_kept(targets, output.kept, output.logits.shape[1], ignore_index)  # [B, H, W]
+    labels = remap_to_kept(targets, output.kept, output.num_classes, ignore_index)  # [B, H, W]
     fine = F.interpolate(output.kept_logits, size=size, mode="bilinear", align_corners=False)
     losses = {"seg": pixel_loss(fine, labels, head_cfg.seg_loss, ignore_index)}
     total = losses["seg"]

@@ -10,7 +10,6 @@ from torch import nn
 from dcpclip.model.backbone import ClipBackbone
 from dcpclip.model.output import SegmenterOutput
 from dcpclip.model.pruning import class_presence
-from dcpclip.model.vocabulary import scatter_to_vocabulary
 
 
 def check_inputs(backbone: ClipBackbone, images: torch.Tensor, text_bank: torch.Tensor, targets) -> None:
@@ -65,12 +64,13 @@ class DcpClipSegmenter(nn.Module):
             coarse.class_features, coarse.logits, features.intermediates, size
         )  # [B,K,H/4,W/4]
         fine = self.rescorer(fine, coarse.visual, text)  # [B, K, H/4, W/4]
-        logits = scatter_to_vocabulary(fine, selection.kept, num_classes, size, self.pruned_logit)
-        return SegmenterOutput(
-            logits=logits,
+        return SegmenterOutput(  # sparse: the dense [B, C, H, W] only on access to .logits
             kept=selection.kept,
             kept_logits=fine,
             presence_logits=selection.presence_logits,
             recall=selection.recall,
+            num_classes=num_classes,
+            size=size,
+            pruned_logit=self.pruned_logit,
             coarse_logits=coarse.logits,
         )

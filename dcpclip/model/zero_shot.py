@@ -38,12 +38,15 @@ class DenseClipSegmenter(nn.Module):
         scale = self.backbone.clip.logit_scale.exp()
         similarity = scale * torch.einsum("cd,bdhw->bchw", text_bank, dense)  # [B, C, h, w]
         return SegmenterOutput(
-            logits=F.interpolate(similarity, size=(height, width), mode="bilinear", align_corners=False),
             kept=selection.kept,
             kept_logits=F.interpolate(
                 similarity, size=(height // 4, width // 4), mode="bilinear", align_corners=False
             ),
             presence_logits=None,
             recall=selection.recall,
+            num_classes=num_classes,
+            size=(height, width),
+            pruned_logit=-100.0,  # KeepAll keeps every class: no logit takes this value
             coarse_logits=similarity,
+            input_logits=F.interpolate(similarity, size=(height, width), mode="bilinear", align_corners=False),
         )
