@@ -22,7 +22,7 @@ from dcpclip.data.config import BENCHMARKS
 from dcpclip.engine.evaluate import evaluate_run
 from dcpclip.model.variants import VARIANTS, check_variant_name, variant_override, variant_trains
 from experiments import fetch, prepare, pretrain
-from experiments.compose import compose_config
+from experiments.compose import compose_variant
 from experiments.failures import failed
 from experiments.flops import count
 from experiments.train import describe_start, train
@@ -57,8 +57,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    base = [f"profile={args.profile}", variant_override(args.variant),
-            f"data.benchmarks=[{','.join(args.benchmarks)}]", *args.overrides]
+    base_without_variant = [f"profile={args.profile}", f"data.benchmarks=[{','.join(args.benchmarks)}]",
+                            *args.overrides]
+    base = [*base_without_variant, variant_override(args.variant)]
     command = shlex.join(["python", "ablations/run.py", *(argv if argv is not None else sys.argv[1:])])
     try:
         for stage in (fetch, prepare, pretrain):
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                 return status
         trains = variant_trains(args.variant)
         for seed in args.seeds:
-            cfg = compose_config([*base, f"seed={seed}"])
+            cfg = compose_variant([*base_without_variant, f"seed={seed}"], args.variant)
             if trains:
                 print(describe_start(cfg), flush=True)
                 outcome = train(cfg, progress=sys.stderr.isatty())
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             for key, value in evaluate_run(cfg, command, command, progress=sys.stderr.isatty()).items():
                 shown = value if isinstance(value, str) else f"mIoU {value:.2f}%"
                 print(f"evaluate {args.variant} seed{seed} {key}: {shown}", flush=True)
-        cfg = compose_config(base)
+        cfg = compose_variant(base_without_variant, args.variant)
         for arch, counts in count(cfg, cfg.count_paper_arch, command).items():
             print(f"flops {args.variant} {arch} (GMACs/image): "
                   + ", ".join(f"{key} {value}" for key, value in counts.items()), flush=True)

@@ -67,6 +67,10 @@ def pretrained_clip_file(cfg: PretrainConfig) -> str:
 def experiment_config(data: dict[str, Any]) -> ExperimentConfig:
     """Validate and type a composed config; contradictions fail here with the key named."""
     cfg = from_dict(ExperimentConfig, data)
+    try:
+        variant_trains(cfg.variant)
+    except ValueError as err:  # e.g. zero_shot with head flags of another variant
+        raise ConfigError(f"head: the flags compose the variant {cfg.variant!r}, which is not one: {err}") from None
     for name in cfg.grid.variants:
         try:
             check_variant_name(name)

@@ -13,7 +13,7 @@ from dcpclip import paths
 from dcpclip.data.specs import SPECS
 from dcpclip.engine.evaluate import up_to_date
 from dcpclip.model.variants import variant_override
-from experiments.compose import compose_config
+from experiments.compose import compose_config, compose_variant
 from experiments.evaluate import evaluate_job
 from experiments.failures import entry_point
 from experiments.fanout import Job, reference, stage_main
@@ -25,7 +25,7 @@ def evaluation_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
     for variant in base.grid.variants:
         for seed in base.grid.seeds:
             run = (*overrides, variant_override(variant), f"seed={seed}")
-            cfg = compose_config(list(run))
+            cfg = compose_variant([*overrides, f"seed={seed}"], variant)
             for key in base.data.benchmarks:
                 jobs.append(Job(f"{variant} seed{seed} {SPECS[key].title}", reference(evaluate_job),
                                 (*run, f"data.benchmarks=[{key}]"), str(paths.eval_record_path(cfg, key))))

@@ -134,11 +134,11 @@ def run_jobs(jobs: list[Job], resources: Resources, storage: Path, stage: str) -
     from ray import tune
 
     if not ray.is_initialized():
+        code = {"env_vars": {"PYTHONPATH": str(REPO)}}  # trials import experiments/ (on shared storage on a cluster)
         if os.environ.get("RAY_ADDRESS"):
-            ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
+            ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True, runtime_env=code)
         else:
-            ray.init(include_dashboard=False, log_to_driver=True,
-                     runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+            ray.init(include_dashboard=False, log_to_driver=True, runtime_env=code)
     cwd = str(Path.cwd().resolve())
     by_name = {job.name: job for job in jobs}
     trainable = tune.with_resources(_trial, {"cpu": resources.cpus, "gpu": resources.gpus})

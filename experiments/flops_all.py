@@ -14,7 +14,7 @@ from dcpclip import paths
 from dcpclip.flop_records import stale_counts
 from dcpclip.model.variants import variant_override
 from dcpclip.profiles import PAPER_ARCH_PROFILE
-from experiments.compose import compose_config
+from experiments.compose import compose_config, compose_variant
 from experiments.failures import entry_point
 from experiments.fanout import Job, reference, stage_main
 from experiments.flops import flops_job, paper_arch_config
@@ -24,7 +24,7 @@ def flops_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
     base = compose_config(overrides)
     jobs, pending = [], []
     for variant in base.grid.variants:
-        cfg = compose_config([*overrides, variant_override(variant)])
+        cfg = compose_variant(overrides, variant)
         stale = stale_counts(cfg, cfg.profile, paths.flops_record_path)
         extra = ()
         if base.count_paper_arch:
@@ -32,7 +32,7 @@ def flops_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
             paper = paper_arch_config(cfg, base.count_paper_arch)
             stale += stale_counts(paper, PAPER_ARCH_PROFILE, paths.paper_arch_flops_record_path)
         job_overrides = (*overrides, variant_override(variant), *extra)
-        where = paths.flops_record_path(cfg, base.data.benchmarks[0]).parent  # its records; paper-arch ones beside
+        where = paths.flops_record_path(cfg, "<benchmark>").parent  # its records; paper-arch ones beside
         jobs.append(Job(variant, reference(flops_job), job_overrides, str(where)))
         pending.append(bool(stale))
     return jobs, pending

@@ -15,7 +15,7 @@ import sys
 from dcpclip import paths
 from dcpclip.engine.checkpoint import run_status
 from dcpclip.model.variants import variant_override, variant_trains
-from experiments.compose import compose_config
+from experiments.compose import compose_config, compose_variant
 from experiments.failures import entry_point
 from experiments.fanout import Job, reference, stage_main
 from experiments.train import train_job
@@ -30,7 +30,7 @@ def training_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
             continue
         for seed in base.grid.seeds:
             job_overrides = (*overrides, variant_override(variant), f"seed={seed}")
-            cfg = compose_config(list(job_overrides))
+            cfg = compose_variant([*overrides, f"seed={seed}"], variant)
             jobs.append(Job(f"{variant} seed{seed}", reference(train_job), job_overrides, str(paths.run_dir(cfg))))
             pending.append(run_status(paths.run_dir(cfg), paths.training_fingerprint(cfg)) != "done")
     return jobs, pending

@@ -24,7 +24,7 @@ from dcpclip.model.variants import (
 )
 from experiments.compose import CONFIG_DIR, compose_config
 
-COMBINED = ["+".join(pair) for pair in itertools.combinations(VARIANTS, 2) if "full" not in pair]
+COMBINED = ["+".join(pair) for pair in itertools.combinations(VARIANTS, 2) if not {"full", "zero_shot"} & set(pair)]
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
@@ -72,6 +72,7 @@ def test_switching_variant_resets_the_flags_of_the_previous_one():
     ("no_dual+no_dual", "spell it 'no_dual'"),
     ("no_daul", "unknown variant 'no_daul'"),
     ("", "unknown variant ''"),
+    ("no_dual+zero_shot", "zero_shot stands alone"),
 ])
 def test_a_name_spelled_otherwise_than_its_records_is_refused(name, message):
     with pytest.raises(ValueError, match=message.replace("+", r"\+")):
@@ -107,3 +108,18 @@ def test_a_new_variant_is_one_yaml_delta_and_one_registry_line(tmp_path, monkeyp
     assert (cfg.variant, cfg.head.prune_loss_weight, cfg.trains) == ("no_prune_loss", 0.0, True)
     assert paths.run_dir(cfg).parts[-2] == "no_prune_loss"
     assert compose_config(["variant=[no_dual,no_prune_loss]"]).variant == "no_dual+no_prune_loss"
+
+
+@pytest.mark.parametrize("overrides", [["variant=zero_shot", "head.prune=false"], ["variant=[no_dual,zero_shot]"]])
+def test_the_training_free_baseline_takes_no_other_variant_flag(overrides):
+    # zero_shot ignores the head's flags: a combination would name one model twice
+    with pytest.raises(ConfigError, match="zero_shot stands alone"):
+        compose_config(overrides)
+
+
+def test_a_grid_job_whose_overrides_change_its_variant_is_refused():
+    from experiments import evaluate_all, flops_all, train_all
+
+    for planner in (train_all.training_jobs, evaluate_all.evaluation_jobs, flops_all.flops_jobs):
+        with pytest.raises(ConfigError, match="variant 'full' with overrides .* composes the head of 'no_dual'"):
+            planner(["head.dual=false", "grid.variants=[full,no_dual]"])

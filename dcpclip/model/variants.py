@@ -46,6 +46,10 @@ def variant_parts(name: str) -> list[Variant]:
     if unknown or not name:
         raise ValueError(f"unknown variant {unknown[0] if unknown else name!r} (valid: {', '.join(VARIANTS)}; "
                          "names combine with '+')")
+    free = [p for p in parts if not VARIANTS[p].trains]
+    if free and len(parts) > 1:
+        raise ValueError(f"variant {name!r}: {free[0]} stands alone (a training-free baseline has no head to "
+                         "ablate, so a combination would name one model twice)")
     return [VARIANTS[p] for p in parts]
 
 
