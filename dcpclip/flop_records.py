@@ -81,14 +81,14 @@ def counting_fingerprint(cfg: ExperimentConfig) -> str:
     """What a count depends on: the architecture, the variant's head, the evaluation geometry and the code
     the flops stage runs."""
     geometry = dataclasses.replace(cfg.eval, amp=False)  # the precision does not change the count
-    return paths.fingerprint({"backbone": cfg.backbone, "head": cfg.head,
+    return paths.fingerprint({"backbone": cfg.backbone, "head": paths.head_identity(cfg.head),
                               "eval": geometry, "code": code_identity(paths.FLOPS_CODE)})
 
 
 def train_step_fingerprint(cfg: ExperimentConfig) -> str:
     """What a training step's count and the run it prices depend on."""
     train = {key: getattr(cfg.train, key) for key in ("crop_size", "batch_size", "iterations")}
-    return paths.fingerprint({"backbone": cfg.backbone, "head": cfg.head,
+    return paths.fingerprint({"backbone": cfg.backbone, "head": paths.head_identity(cfg.head),
                               "text": cfg.text, "train_dataset": cfg.data.train_dataset, "train": train,
                               "seeds": len(cfg.grid.seeds), "code": code_identity(paths.FLOPS_CODE)})
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from dcpclip.code_digest import code_identity
 from dcpclip.config import ExperimentConfig
 from dcpclip.config_schema import to_dict
+from dcpclip.model.config import PRUNER_SETTINGS, HeadConfig
 from dcpclip.profiles import PAPER_ARCH_PROFILE
 
 
@@ -59,6 +60,17 @@ def pretrained_clip_record_path(cfg: ExperimentConfig) -> Path:
     return Path(cfg.pretrain.dir) / "clip.json"
 
 
+def head_identity(head: HeadConfig) -> dict:
+    """The head settings the model built from `head` reads: all of them, less the pruner's where there is
+    no pruner (`no_prune` keeps all C classes; `zero_shot` builds no head), so a change of K redoes no run,
+    evaluation or count of those."""
+    settings = to_dict(head)
+    if not head.prune or head.zero_shot:
+        for key in PRUNER_SETTINGS:
+            del settings[key]
+    return settings
+
+
 def training_identity(cfg: ExperimentConfig) -> dict:
     """Everything that changes the trained weights, and nothing else (eval and paths excluded): the config
     and the code the train stage runs. Weights pre-trained here enter by their pre-training's identity, not
@@ -69,7 +81,7 @@ def training_identity(cfg: ExperimentConfig) -> dict:
     return {
         "backbone": backbone,
         "text": to_dict(cfg.text),
-        "head": to_dict(cfg.head),
+        "head": head_identity(cfg.head),
         "data": data_identity(cfg),
         "train": {k: v for k, v in to_dict(cfg.train).items() if k not in ("log_every", "threads")},
         "seed": cfg.seed,

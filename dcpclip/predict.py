@@ -47,8 +47,8 @@ from dcpclip.errors import ExpectedError
 from dcpclip.model.build import run_model
 from dcpclip.model.text_bank import TextBankCache
 from dcpclip.overlay import LegendEntry, draw_overlay, legend_entries
+from dcpclip.paths import head_identity, text_cache_dir
 from dcpclip.paths import run_dir as default_run_dir
-from dcpclip.paths import text_cache_dir
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 UINT8_CLASSES = 256  # label maps of vocabularies up to this size are uint8 PNGs, larger ones uint16
@@ -196,7 +196,7 @@ def check_run(folder: Path, cfg: ExperimentConfig) -> tuple[str, int]:
         raise PredictInputError(
             f"{path}: not a readable training checkpoint ({type(err).__name__}: {err})"
         ) from None
-    composed = {"backbone": to_dict(cfg.backbone), "head": to_dict(cfg.head)}
+    composed = {"backbone": to_dict(cfg.backbone), "head": head_identity(cfg.head)}
     differences = [
         f"{section}.{key}: {trained[section].get(key, '<absent>')!r} (run) vs {value!r} (composed)"
         for section in composed

@@ -6,33 +6,20 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import yaml
 
-from dcpclip.config_schema import ConfigError, to_dict
+from dcpclip.config_schema import to_dict
 from experiments.compose import compose_config
+from experiments.params_file import pipeline_overrides
 
 
 def add_override_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. profile=paper variant=no_dual seed=1")
     parser.add_argument("--params", metavar="FILE",
-                        help="start from a pipeline parameter file (params.yaml: `profile` and `overrides`)")
+                        help="start from a pipeline parameter file (params.yaml: experiments/params_file.py)")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved config (every key, defaults filled in) as YAML and exit")
-
-
-def pipeline_overrides(path: str | Path) -> list[str]:
-    """params.yaml -> ["profile=<profile>", *overrides]."""
-    path = Path(path)
-    try:
-        params = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"{path}: unreadable parameter file ({err})") from None
-    profile, overrides = params.get("profile", "offline"), params.get("overrides") or []
-    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
-        raise ConfigError(f"{path}: overrides: expected a list of strings like 'head.top_k=16'")
-    return [f"profile={profile}", *overrides]
 
 
 def overrides_from_args(args: argparse.Namespace) -> list[str]:

@@ -31,6 +31,10 @@ class TextConfig:
     batch_size: int = 32  # prompts per text-tower batch (16-64 is fastest on CPU)
 
 
+# the settings only the pruner (and its loss) reads: a head without pruning (`KeepAll`) reads none of them
+PRUNER_SETTINGS = ("top_k", "presence_scale_init", "presence_prior", "prune_loss_weight")
+
+
 @dataclasses.dataclass(frozen=True)
 class HeadConfig:
     # step 2: coarse category recognition -> top-K pruning
