@@ -21,7 +21,7 @@ from pathlib import Path
 from dcpclip.code_digest import code_identity
 from dcpclip.config import ExperimentConfig
 from dcpclip.config_schema import to_dict
-from dcpclip.model.config import PRUNER_SETTINGS, HeadConfig
+from dcpclip.model.config import PRUNER_SETTINGS, HeadConfig, has_pruner
 from dcpclip.profiles import PAPER_ARCH_PROFILE
 
 
@@ -62,10 +62,9 @@ def pretrained_clip_record_path(cfg: ExperimentConfig) -> Path:
 
 def head_identity(head: HeadConfig) -> dict:
     """The head settings the model built from `head` reads: all of them, less the pruner's where there is
-    no pruner (`no_prune` keeps all C classes; `zero_shot` builds no head), so a change of K redoes no run,
-    evaluation or count of those."""
+    no pruner, so a change of K redoes no run, evaluation or count of `no_prune` or `zero_shot`."""
     settings = to_dict(head)
-    if not head.prune or head.zero_shot:
+    if not has_pruner(head):
         for key in PRUNER_SETTINGS:
             del settings[key]
     return settings

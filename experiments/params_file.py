@@ -18,9 +18,9 @@ import yaml
 
 from dcpclip.config_schema import ConfigError
 
-# the settings params.yaml names, as config keys; dvc.yaml lists for each stage the ones it reads
-SETTINGS = ("grid.variants", "grid.seeds", "data.benchmarks", "head.top_k", "train.iterations")
-SECTIONS = {key.split(".")[0] for key in SETTINGS}
+# the settings params.yaml names, by config section; dvc.yaml lists for each stage the ones it reads
+SECTIONS = {"grid": ("variants", "seeds"), "data": ("benchmarks",), "head": ("top_k",), "train": ("iterations",)}
+SETTINGS = tuple(f"{section}.{name}" for section, names in SECTIONS.items() for name in names)
 
 
 def hydra_value(value) -> str:
@@ -35,17 +35,12 @@ def hydra_value(value) -> str:
 def setting_overrides(params: dict, path: Path) -> list[str]:
     """The non-null settings of `params` as overrides, in SETTINGS order."""
     overrides = []
-    for section in sorted(SECTIONS & set(params)):
-        block = params[section] or {}
-        known = [key.split(".")[1] for key in SETTINGS if key.startswith(f"{section}.")]
-        if not isinstance(block, dict) or set(block) - set(known):
-            raise ConfigError(f"{path}: {section}: expected a mapping of {', '.join(known)} "
+    for section, names in SECTIONS.items():
+        block = params.get(section) or {}
+        if not isinstance(block, dict) or set(block) - set(names):
+            raise ConfigError(f"{path}: {section}: expected a mapping of {', '.join(names)} "
                               f"(other keys go in overrides), got {block!r}")
-    for key in SETTINGS:
-        section, name = key.split(".")
-        value = (params.get(section) or {}).get(name)
-        if value is not None:
-            overrides.append(f"{key}={hydra_value(value)}")
+        overrides += [f"{section}.{name}={hydra_value(block[name])}" for name in names if block.get(name) is not None]
     return overrides
 
 

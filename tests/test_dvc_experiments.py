@@ -9,6 +9,7 @@ import pytest
 import yaml
 from offline_workspace import jobs_run, private_copy, stages_run
 
+from dcpclip.model.config import has_pruner
 from dcpclip.model.variants import variant_override, variant_trains
 from experiments.compose import compose_config
 
@@ -71,8 +72,7 @@ def test_dvc_exp_run_of_a_setting_is_an_experiment_row_with_its_own_metrics(offl
     print(f"dvc exp run -S head.top_k=16: {seconds:.1f} s")
     assert stages_run(output) == ["train", "evaluate", "flops", "aggregate", "report"], output
     cfg = compose_config([])
-    pruning = [v for v in cfg.grid.variants if compose_config([variant_override(v)]).head.prune
-               and not compose_config([variant_override(v)]).head.zero_shot]
+    pruning = [v for v in cfg.grid.variants if has_pruner(compose_config([variant_override(v)]).head)]
     trained = [v for v in cfg.grid.variants if variant_trains(v)]
     seeds, benchmarks = len(cfg.grid.seeds), len(cfg.data.benchmarks)
     # K is read by the pruner only: no_prune keeps its run, and zero_shot its records

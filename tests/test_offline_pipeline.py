@@ -1,9 +1,8 @@
 """What one `dvc repro` of the offline profile makes, and what it redoes. The repository is copied as CI
 sees it (without the committed outputs) into a fresh git repo and reproduced once per test session (the
 `offline_workspace` fixture of conftest.py: the suite's one full pipeline run, shared with
-tests/test_dvc_experiments.py); a test that
-changes code or parameters works on a `private_copy`, so each test sees the workspace exactly as that
-`dvc repro` left it.
+tests/test_dvc_experiments.py); a test that changes code or parameters works on a `private_copy`, so each
+test sees the workspace exactly as that `dvc repro` left it.
 
 - It writes every record, the report and the pre-trained CLIP; a second `dvc repro` does nothing, fast.
 - A change of behaviour in a model file redoes every job of the stages that import it, and only those; a

@@ -10,7 +10,7 @@ from torch import nn
 
 from dcpclip.model.backbone import ClipBackbone, build_backbone
 from dcpclip.model.coarse_segmentation import TextToVisionSegmenter
-from dcpclip.model.config import BackboneConfig, HeadConfig
+from dcpclip.model.config import BackboneConfig, HeadConfig, has_pruner
 from dcpclip.model.dynamic_text import DynamicText, StaticText
 from dcpclip.model.pruning import CategoryPruner, KeepAll
 from dcpclip.model.refinement import CoarseToFineDecoder
@@ -30,7 +30,8 @@ def build_head(backbone: ClipBackbone, head: HeadConfig) -> nn.Module:
             f"{list(head.decoder_dims)}: need one intermediate block per decoder stage"
         )
     dim, inner, heads = backbone.embed_dim, head.hidden_dim, head.num_heads
-    pruner = CategoryPruner(head.top_k, head.presence_scale_init, head.presence_prior) if head.prune else KeepAll()
+    pruner = (CategoryPruner(head.top_k, head.presence_scale_init, head.presence_prior) if has_pruner(head)
+              else KeepAll())
     text = DynamicText(dim, inner, heads, head.dynamic_text_layers) if head.dynamic_text else StaticText()
     rescorer = MaskPooledRescorer(dim, inner) if head.dual else NoRescoring()
     return DcpClipSegmenter(

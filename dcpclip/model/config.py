@@ -31,7 +31,7 @@ class TextConfig:
     batch_size: int = 32  # prompts per text-tower batch (16-64 is fastest on CPU)
 
 
-# the settings only the pruner (and its loss) reads: a head without pruning (`KeepAll`) reads none of them
+# the settings only the pruner (and its loss) reads: a head without one (`has_pruner`) reads none of them
 PRUNER_SETTINGS = ("top_k", "presence_scale_init", "presence_prior", "prune_loss_weight")
 
 
@@ -67,3 +67,10 @@ class HeadConfig:
     aux_loss_weight: float = 0.0
     # which CLIP parameters train: attention q/v projections of both towers (CAT-Seg), none, or all
     clip_trainable: Literal["attn_qv", "none", "all"] = "attn_qv"
+
+
+
+def has_pruner(head: HeadConfig) -> bool:
+    """Whether the model built from `head` prunes to K classes (`no_prune` keeps all C; `zero_shot` builds
+    no head)."""
+    return head.prune and not head.zero_shot
