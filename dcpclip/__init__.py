@@ -8,7 +8,7 @@ The library takes typed dataclass configs and plain arguments; it never imports 
     build_model(backbone_cfg, head_cfg)            the segmenter the flags describe
     run_model(backbone_cfg, head_cfg, seed)        ... as a run's checkpoint holds it
     SemSegEvaluator                                mIoU and the rest with detectron2's semantics
-    evaluate_benchmark(model, cfg, spec, ...)      one benchmark split -> EvalRecord
+    evaluate_benchmark(model, cfg, spec, ...)      one benchmark split -> EvalRecord, SampleSet
     count_gmacs(model, views, text_bank)           fvcore multiply-adds of one forward
     count_records(cfg, profile, record_path, ...)  the FLOP and train-step records of a config
 

@@ -105,4 +105,9 @@ def experiment_config(data: dict[str, Any]) -> ExperimentConfig:
             f"eval.window_stride {cfg.eval.window_stride}: must be in 1..backbone.image_size "
             f"({cfg.backbone.image_size})"
         )
+    ks = list(cfg.eval.recall_ks)
+    if not ks or ks != sorted(set(ks)) or ks[0] < 1:
+        raise ConfigError(f"eval.recall_ks {ks}: must be distinct K >= 1 in ascending order")
+    if cfg.eval.sample_images < 0:
+        raise ConfigError(f"eval.sample_images: must be >= 0, got {cfg.eval.sample_images}")
     return cfg

@@ -69,6 +69,7 @@ def flops_record(cfg: ExperimentConfig, profile: str, spec: DatasetSpec, per_ima
         num_images=len(per_image),
         params_total=count.params_total,
         params_trainable=count.params_trainable,
+        params_head=count.params_head,
         skipped_ops=count.skipped_ops,
         config_fingerprint=counting_fingerprint(cfg),
         code_digest=code_digest(paths.FLOPS_CODE),

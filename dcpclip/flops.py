@@ -157,6 +157,7 @@ class FlopCount:
     text_encoder_gmacs: float  # 0 when not included
     params_total: int
     params_trainable: int  # as set by dcpclip.model.trainable.set_trainable (key rows of q/v excluded)
+    params_head: int  # outside model.backbone (CLIP): the head's own parameters
     by_operator: dict[str, float]  # GMACs per fvcore operator
     skipped_ops: list[str]  # operators fvcore could not count, all of them (cheap ones expected)
     costly_skipped_ops: list[str]  # skipped operators not known to be cheap: should be empty
@@ -201,6 +202,7 @@ def count_gmacs(
         text_encoder_gmacs=text.macs / 1e9,
         params_total=sum(p.numel() for p in model.parameters()),
         params_trainable=trainable_count(model),
+        params_head=sum(p.numel() for name, p in model.named_parameters() if not name.startswith("backbone.")),
         by_operator={k: v / 1e9 for k, v in sorted(by_operator.items())},
         skipped_ops=skipped,
         costly_skipped_ops=[op for op in skipped if op not in CHEAP_OPERATORS],

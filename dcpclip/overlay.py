@@ -93,6 +93,24 @@ def name_anchor(mask: np.ndarray) -> tuple[int, int, float]:
     return int(x - 1 + box[1].start), int(y - 1 + box[0].start), float(distance[y, x])
 
 
+def blend(image: np.ndarray, labels: np.ndarray, vocabulary_size: int,
+          unlabelled: np.ndarray | None = None) -> np.ndarray:
+    """image [H, W, 3] uint8 and labels [H, W] -> [H, W, 3] uint8: each pixel's class colour blended with
+    the image (OVERLAY_ALPHA) and region borders drawn; where `unlabelled` [H, W] bool is set (a ground
+    truth's ignore value) the image shows through uncoloured."""
+    if image.shape[:2] != labels.shape:
+        raise ValueError(f"image {image.shape[:2]} and label map {labels.shape} differ in size")
+    if unlabelled is not None:
+        labels = np.where(unlabelled, 0, labels)
+    colors = palette(vocabulary_size)[labels]  # [H, W, 3]
+    blended = ((1 - OVERLAY_ALPHA) * image + OVERLAY_ALPHA * colors).round().astype(np.uint8)
+    if unlabelled is not None:
+        blended[unlabelled] = image[unlabelled]
+        labels = np.where(unlabelled, -1, labels)  # borders around the unlabelled regions too
+    blended[region_borders(labels)] = BORDER_COLOR
+    return blended
+
+
 def draw_overlay(
     image: np.ndarray, labels: np.ndarray, entries: list[LegendEntry], vocabulary_size: int
 ) -> Image.Image:
@@ -106,9 +124,7 @@ def draw_overlay(
     if scale > 1:
         image = image.repeat(scale, axis=0).repeat(scale, axis=1)
         labels = labels.repeat(scale, axis=0).repeat(scale, axis=1)
-    colors = palette(vocabulary_size)[labels]  # [H', W', 3]
-    blend = ((1 - OVERLAY_ALPHA) * image + OVERLAY_ALPHA * colors).round().astype(np.uint8)
-    blend[region_borders(labels)] = BORDER_COLOR
+    blended = blend(image, labels, vocabulary_size)
     height, width = labels.shape
 
     font_size = max(14, min(28, height // 24))
@@ -130,7 +146,7 @@ def draw_overlay(
     panel_height = 2 * margin + row * (len(entries) + 1)
 
     canvas = Image.new("RGB", (width + panel_width, max(height, panel_height)), (255, 255, 255))
-    canvas.paste(Image.fromarray(blend), (0, 0))
+    canvas.paste(Image.fromarray(blended), (0, 0))
     draw = ImageDraw.Draw(canvas)
     for entry in entries:
         x, y, room = name_anchor(labels == entry.index)

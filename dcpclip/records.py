@@ -6,7 +6,7 @@ Three kinds, each a typed dataclass validated on write and on load (`schema_vers
 - `EvalRecord` (`dcpclip.paths.eval_record_path`): one variant, seed and benchmark; metrics in percent
   (null where undefined: a split without a labelled pixel, detectron2's NaN), per-class IoU in percent
   (null for a class absent from the ground truth, which the mean leaves out), pruner recall
-  as a fraction (null where the variant has no pruner).
+  as a fraction and its curve over K (null where the variant has no pruner).
 - `FlopsRecord` (`dcpclip.paths.flops_record_path`): GMACs per image (fvcore counts one multiply-add as
   one FLOP) of one variant on one benchmark's vocabulary, mean and std over evaluation images, with the
   conditions that make the number meaningful. The offline profile also counts the paper architectures
@@ -43,7 +43,9 @@ from dcpclip.errors import ExpectedError
 from dcpclip.model.variants import VARIANTS, variant_trains
 from dcpclip.profiles import EVAL_PROFILES, FLOPS_PROFILES
 
-SCHEMA_VERSION = 3  # 2: code_digest (the code that computed the record); 3: data_source, clip_weights
+# 2: code_digest (the code that computed the record); 3: data_source, clip_weights; 4: pruner_recall_at_k,
+# params_head
+SCHEMA_VERSION = 4
 DATA_SOURCES = ("real", "synthetic")  # = DataConfig.source
 BACKWARD_FACTOR = 3  # a training step costs 3 forwards: the backward taken as twice the forward (dcpclip.train_cost)
 BENCHMARK_KEYS = tuple(key for key, spec in SPECS.items() if spec.split == "val")
@@ -92,6 +94,8 @@ class EvalRecord:
     metrics: SegmentationMetrics
     per_class_iou: dict[str, float | None]  # label class name -> IoU %, null if absent from the ground truth
     pruner_recall: float | None  # share of ground-truth classes the pruner kept, in [0, 1]; null: no pruner
+    # {K: the same share had the pruner kept K classes per view} for K in eval.recall_ks; null: no pruner
+    pruner_recall_at_k: dict[str, float] | None
     config_fingerprint: str  # dcpclip.paths.evaluation_fingerprint: the config and code it depends on
     train_fingerprint: str | None  # dcpclip.paths.training_fingerprint; null for a training-free variant
     code_digest: str  # dcpclip.code_digest.code_digest of the evaluate stage's code
@@ -116,6 +120,7 @@ class FlopsRecord:
     num_images: int
     params_total: int
     params_trainable: int
+    params_head: int  # parameters outside the CLIP backbone: what the variant's head adds (0: zero_shot)
     skipped_ops: list[str]  # operators fvcore could not count (elementwise ones are expected)
     config_fingerprint: str  # dcpclip.flop_records.counting_fingerprint: the config and code it depends on
     code_digest: str  # dcpclip.code_digest.code_digest of the flops stage's code
@@ -197,6 +202,13 @@ def _eval_problems(record: EvalRecord, spec, trains: bool | None) -> list[str]:
             problems.append(f"per_class_iou.{name}: {value!r} is not a percentage in [0, 100] or null")
     if record.pruner_recall is not None and not 0.0 <= record.pruner_recall <= 1.0:
         problems.append(f"pruner_recall: {record.pruner_recall!r} is not a fraction in [0, 1] or null")
+    for k, value in (record.pruner_recall_at_k or {}).items():
+        if not k.isdigit() or int(k) < 1:
+            problems.append(f"pruner_recall_at_k.{k}: the key is not a K >= 1")
+        if not 0.0 <= value <= 1.0:
+            problems.append(f"pruner_recall_at_k.{k}: {value!r} is not a fraction in [0, 1]")
+    if (record.pruner_recall is None) != (record.pruner_recall_at_k is None):
+        problems.append("pruner_recall_at_k: null exactly when pruner_recall is (both come from the pruner)")
     if record.num_images < 1:
         problems.append(f"num_images: {record.num_images} < 1")
     if trains and record.train_fingerprint is None:
@@ -223,6 +235,8 @@ def _flops_problems(record: FlopsRecord, spec) -> list[str]:
     if not 0 <= record.params_trainable <= record.params_total:
         problems.append(
             f"params_trainable: {record.params_trainable} not in 0..params_total ({record.params_total})")
+    if not 0 <= record.params_head <= record.params_total:
+        problems.append(f"params_head: {record.params_head} not in 0..params_total ({record.params_total})")
     return problems
 
 

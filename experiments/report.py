@@ -1,6 +1,6 @@
-"""Stage `report`: the records under results/ (and the DVCLive training curves under runs/, the CLIP weights'
-records models/<profile>/<arch>/clip.json) -> reports/README.md and reports/figures/*.png for one profile.
-Reads nothing else."""
+"""Stage `report`: the records under results/ (with the evaluation pass's prediction samples beside them,
+the DVCLive training curves under runs/, the CLIP weights' records models/<profile>/<arch>/clip.json) ->
+reports/README.md and reports/figures/*.png for one profile. Reads nothing else."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
+from dcpclip.prediction_samples import load_sample_sets
 from dcpclip.profiles import EVAL_PROFILES
 from dcpclip.records import load_records
 from dcpclip.report.curves import load_training_curves
@@ -28,7 +29,8 @@ def main(argv: list[str]) -> int:
     settings = ReportSettings(profile=args.profile, worst_classes=args.worst_classes)
     curves = load_training_curves(args.runs, args.profile)
     weights = [json.loads(p.read_text()) for p in sorted(Path(args.models, args.profile).glob("*/clip.json"))]
-    report = render_report(load_records(args.results), curves, settings, weights)
+    samples = load_sample_sets(args.results, args.profile)
+    report = render_report(load_records(args.results), curves, settings, weights, samples)
     path = write_report(report, args.out)
     print(f"report: {args.profile} profile -> {path} and {len(report.figures)} figures")
     return 0

@@ -48,3 +48,40 @@ def test_an_untrained_run_is_an_error_whose_training_command_keeps_every_overrid
     assert "Traceback" not in error
     assert "run is fresh, not trained with this config and code; train it: python -m experiments.train " in error
     assert all(o in error.split("train it: ", 1)[1].splitlines()[0] for o in trained)
+
+
+def test_the_evaluation_pass_measures_the_recall_curve_and_keeps_the_first_predictions(overrides, tmp_path):
+    """On a pruning model the curve's K = head.top_k point is the pruner's recall, the curve never falls,
+    K >= C keeps every class; the samples are the split's first images with their own ground truth, and the
+    same samples give the same bytes."""
+    import torch
+
+    from dcpclip.data.specs import SPECS
+    from dcpclip.engine.evaluate import evaluate_benchmark
+    from dcpclip.model.build import run_model
+    from dcpclip.model.text_bank import TextBankCache
+    from dcpclip.prediction_samples import load_samples, write_samples
+
+    cfg = compose_config([o for o in overrides if o != "variant=zero_shot"] + ["variant=full", "eval.max_images=4",
+                                                                           "eval.sample_images=3"])
+    model = run_model(cfg.backbone, cfg.head, cfg.seed).eval()
+    cache = TextBankCache(paths.text_cache_dir(cfg), cfg.backbone.arch)
+    record, samples = evaluate_benchmark(model, cfg, SPECS["pas20"], cache, torch.device("cpu"), "cmd", False)
+    curve = {int(k): v for k, v in record.pruner_recall_at_k.items()}
+    assert sorted(curve) == [4, 8, 16, 32, 64, 128] and cfg.head.top_k == 8
+    assert curve[8] == pytest.approx(record.pruner_recall)
+    assert list(curve.values()) == sorted(curve.values()) and curve[32] == curve[128] == 1.0  # C = 20
+    assert curve[4] < 1.0  # the curve measures something: 4 of 20 classes miss some ground truth
+
+    assert [s.id for s in samples.samples] == [p.stem for p in sorted(
+        (tmp_path / "prepared" / "pas20" / "images" / "val").glob("*"))][:3]
+    assert samples.config_fingerprint == record.config_fingerprint and len(samples.class_names) == 20
+    for sample in samples.samples:
+        truth = np.asarray(Image.open(tmp_path / "prepared" / "pas20" / "labels" / "val" / f"{sample.id}.png"))
+        assert np.array_equal(sample.label, truth)  # 96 x 128 synthetic images are stored unshrunk
+        assert sample.image.shape == (*truth.shape, 3) and sample.prediction.shape == truth.shape
+        assert sample.prediction.min() >= 0 and sample.prediction.max() < 20
+    first, second = tmp_path / "a.samples.npz", tmp_path / "b.samples.npz"
+    write_samples(first, samples)
+    write_samples(second, load_samples(first))
+    assert first.read_bytes() == second.read_bytes()

@@ -13,6 +13,7 @@ from dcpclip.engine.inference import (
     infer,
     predict_labels,
     pruner_recall,
+    recall_at_k,
     resized_argmax,
 )
 from dcpclip.flop_records import counting_fingerprint
@@ -271,3 +272,13 @@ def test_the_paper_profile_evaluates_under_bf16_autocast_and_the_offline_one_doe
         paper, eval=dataclasses.replace(paper.eval, amp=False)))
     assert counting_fingerprint(paper) == counting_fingerprint(dataclasses.replace(
         paper, eval=dataclasses.replace(paper.eval, amp=False)))
+
+
+def test_recall_at_k_keeps_the_union_of_each_views_k_best_classes():
+    presence = torch.tensor([[5.0, 4.0, 3.0, 2.0, 1.0, 0.0],  # view 0 ranks 0 > 1 > 2 > ...
+                             [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]])  # view 1 ranks 5 > 4 > 3 > ...
+    target = torch.tensor([[1, 3, 255], [2, 2, 1]])  # classes 1, 2, 3
+    curve = recall_at_k(presence, [1, 2, 3, 10], target, ignore_value=255)
+    # K=1 keeps {0, 5}: none; K=2 {0, 1, 4, 5}: 1; K=3 adds 2 and 3: all; K > C keeps all C
+    assert curve == {1: 0.0, 2: pytest.approx(1 / 3), 3: 1.0, 10: 1.0}
+    assert recall_at_k(presence, [1, 2], torch.full((2, 2), 255), ignore_value=255) is None

@@ -33,7 +33,8 @@ def eval_record(**changes) -> EvalRecord:
         inference=InferenceSettings(mode="sliding", short_side=96, window=64, stride=32, views=5),
         metrics=SegmentationMetrics(mIoU=12.5, fwIoU=30.0, mAcc=20.0, pAcc=45.0),
         per_class_iou={f"class{i}": (None if i == 0 else 12.5) for i in range(spec.num_classes)},
-        pruner_recall=0.75, config_fingerprint="0123456789abcdef", train_fingerprint="fedcba9876543210",
+        pruner_recall=0.75, pruner_recall_at_k={"4": 0.5, "8": 0.75, "16": 1.0},
+        config_fingerprint="0123456789abcdef", train_fingerprint="fedcba9876543210",
         code_digest="00112233aabbccdd", command="python -m experiments.evaluate variant=full seed=0", environment=ENV,
     )
     return dataclasses.replace(record, **changes)
@@ -43,7 +44,7 @@ def flops_record(**changes) -> FlopsRecord:
     record = FlopsRecord(
         profile="offline", variant="full", benchmark="a847", arch="dcpclip-tiny", resolution=(64, 64),
         views=5, num_classes=847, text_encoder_included=False, gmacs_mean=0.5, gmacs_std=0.01, num_images=4,
-        params_total=1000, params_trainable=100, skipped_ops=["aten::add"],
+        params_total=1000, params_trainable=100, params_head=200, skipped_ops=["aten::add"],
         config_fingerprint="0123456789abcdef", code_digest="44556677eeff0011",
         command="python -m experiments.flops variant=full", environment=ENV,
     )
@@ -67,14 +68,15 @@ def test_profiles_mirror_the_experiment_config():
 
 
 @pytest.mark.parametrize("record", [eval_record(), eval_record(variant="zero_shot", train_fingerprint=None,
-                                                                pruner_recall=None), flops_record(),
+                                                                pruner_recall=None, pruner_recall_at_k=None),
+                                    flops_record(),
                                     train_step_record()])
 def test_round_trip_through_json(tmp_path, record):
     path = write_record(record, tmp_path / "r.json")
     assert load_record(path) == record
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # the temporary file was renamed away
     data = json.loads(path.read_text())
-    assert data["kind"] == record.kind and data["schema_version"] == 3
+    assert data["kind"] == record.kind and data["schema_version"] == 4
 
 
 def test_records_at_the_config_paths_load_in_a_stable_order(tmp_path):
@@ -139,7 +141,7 @@ _DELETE = object()
         ("command", _DELETE, "missing 1 required keyword-only argument: 'command'"),
         ("extra", 1, "unknown config key extra"),
         ("kind", "log", "kind: 'log' is not one of"),
-        ("schema_version", 1, "schema_version: 1 is not the supported 3"),
+        ("schema_version", 1, "schema_version: 1 is not the supported 4"),
         ("code_digest", _DELETE, "missing 1 required keyword-only argument: 'code_digest'"),
         ("benchmark", "coco_stuff", "benchmark: 'coco_stuff' is not one of"),
         ("data_source", "scraped", "data_source: 'scraped' is not one of real, synthetic"),
@@ -147,6 +149,9 @@ _DELETE = object()
         ("variant", "no_such", "variant: unknown variant 'no_such'"),
         ("train_fingerprint", None, "train_fingerprint: null, but variant 'full' is trained"),
         ("pruner_recall", 1.5, "pruner_recall: 1.5 is not a fraction"),
+        ("pruner_recall_at_k.8", 1.25, "pruner_recall_at_k.8: 1.25 is not a fraction"),
+        ("pruner_recall_at_k", {"0": 0.5}, "pruner_recall_at_k.0: the key is not a K >= 1"),
+        ("pruner_recall_at_k", None, "pruner_recall_at_k: null exactly when pruner_recall is"),
         ("per_class_iou.class3", -1.0, "per_class_iou.class3: -1.0 is not a percentage"),
     ],
 )
@@ -167,6 +172,7 @@ def test_malformed_record_names_the_file_and_the_key(tmp_path, key, value, messa
         ({"resolution": (64,)}, "resolution: [64] is not [H, W]"),
         ({"gmacs_mean": float("nan")}, "gmacs_mean: nan is not a finite"),
         ({"params_trainable": 2000}, "params_trainable: 2000 not in 0..params_total (1000)"),
+        ({"params_head": -1}, "params_head: -1 not in 0..params_total (1000)"),
         ({"profile": "paper-arch-b"}, "profile: 'paper-arch-b' is not one of offline, paper, paper-arch"),
     ],
 )

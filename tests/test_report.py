@@ -54,6 +54,8 @@ def eval_record(variant, benchmark, miou, seed=0, profile="offline", arch="dcpcl
         inference=InferenceSettings(mode="sliding", short_side=96, window=64, stride=32, views=5),
         metrics=SegmentationMetrics(mIoU=miou, fwIoU=miou + 10, mAcc=miou + 5, pAcc=miou + 20),
         per_class_iou=per_class, pruner_recall=None if variant in ("zero_shot", "no_prune") else recall,
+        pruner_recall_at_k=None if variant in ("zero_shot", "no_prune") else
+        {str(k): min(1.0, recall * k / 8) for k in (4, 8, 16, 32, 64, 128)},
         config_fingerprint=f"cfg-{variant}-{seed}", train_fingerprint=None if variant == "zero_shot" else
         f"train-{variant}-{seed}", code_digest="code-eval",
         command=f"python -m ablations.run --variant {variant} --seed {seed}", environment=ENV,
@@ -65,6 +67,7 @@ def flops_record(variant, benchmark, gmacs, profile="offline", arch="dcpclip-tin
         profile=profile, variant=variant, benchmark=benchmark, arch=arch, resolution=resolution, views=5,
         num_classes=SPECS[benchmark].num_prompts, text_encoder_included=False, gmacs_mean=gmacs,
         gmacs_std=gmacs / 100, num_images=4, params_total=123456, params_trainable=23456,
+        params_head=0 if variant == "zero_shot" else 3456,
         skipped_ops=["aten::add"], config_fingerprint=f"cfg-{variant}", code_digest="code-flops",
         command=f"python -m experiments.flops variant={variant}", environment=ENV,
     )
@@ -300,7 +303,7 @@ def test_missing_records_show_as_explicit_gaps(tmp_path):
     assert recall["`zero_shot`"] == ["n/a"] * 6 and recall["`static_text`"] == ["—"] * 6
     cost = table_rows(markdown, "### GMACs per image: `offline`")
     assert cost["`static_text`"] == ["—"] * 6
-    assert "— not run (no record)." in markdown
+    assert "— = not run (no record)" in markdown and "not run (no record)." not in markdown  # one legend
 
 
 def test_a_split_without_a_labelled_pixel_shows_as_undefined_not_as_a_number(tmp_path):
@@ -322,7 +325,8 @@ def test_a_split_without_a_labelled_pixel_shows_as_undefined_not_as_a_number(tmp
 def test_report_without_any_record_is_all_gaps():
     markdown = render_report([], pd.DataFrame(), ReportSettings()).markdown
     assert table_rows(markdown, "## mIoU (%)")["`full`"] == ["—"] * 8
-    assert "*mIoU per benchmark: not drawn" in markdown and "No FLOP records for this profile." in markdown
+    assert "*mIoU difference from full per benchmark: not drawn" in markdown
+    assert "No FLOP records for this profile." in markdown
     assert markdown.count(f"**{claims.NOT_MEASURED}**") == 7  # 6 claims + the legend
 
 
@@ -334,8 +338,8 @@ def test_rendering_is_deterministic_to_the_byte(tmp_path):
     random.Random(0).shuffle(shuffled)
     second = render_report(shuffled, curves.sample(frac=1.0, random_state=0), ReportSettings())
     assert first.markdown == second.markdown
-    assert sorted(first.figures) == ["accuracy_vs_cost.png", "gmacs_vs_vocabulary.png",
-                                     "miou_by_benchmark.png", "training_curves.png"]
+    assert sorted(first.figures) == ["accuracy_vs_cost.png", "delta_by_benchmark.png", "gmacs_vs_vocabulary.png",
+                                     "recall_at_k.png", "training_curves.png"]
     for name, png in first.figures.items():
         assert png.startswith(PNG_MAGIC) and png == second.figures[name], name
     for out in ("a", "b"):
@@ -350,7 +354,7 @@ def test_figures_no_longer_drawn_are_removed(tmp_path):
     write_report(render_report(scenario(), curves_frame(tmp_path), ReportSettings()), tmp_path / "out")
     write_report(render_report(scenario(), pd.DataFrame(), ReportSettings()), tmp_path / "out")
     assert not (tmp_path / "out" / "figures" / "training_curves.png").exists()
-    assert (tmp_path / "out" / "figures" / "miou_by_benchmark.png").exists()
+    assert (tmp_path / "out" / "figures" / "delta_by_benchmark.png").exists()
 
 
 def test_paper_profile_report_has_no_offline_banner_or_paper_arch_table():
@@ -448,8 +452,8 @@ def test_stages_run_from_the_records_on_disk(tmp_path, capsys):
             f"clip.pt sha256 `{'ab' * 8}`).") in first.decode()
     assert report_stage.main(args) == 0
     assert (tmp_path / "reports" / "README.md").read_bytes() == first
-    assert len(list((tmp_path / "reports" / "figures").glob("*.png"))) == 4
-    assert "4 figures" in capsys.readouterr().out
+    assert len(list((tmp_path / "reports" / "figures").glob("*.png"))) == 5
+    assert "5 figures" in capsys.readouterr().out
 
 
 def test_report_stage_names_a_malformed_record(tmp_path, capsys):

@@ -37,6 +37,8 @@ class EvalConfig:
     # bf16 autocast of the model's forward on CUDA (the pruner's ranking and the merged probabilities stay
     # fp32); no effect on the CPU
     amp: bool = False
+    recall_ks: tuple[int, ...] = (4, 8, 16, 32, 64, 128)  # K of the pruner's recall curve (recall@K)
+    sample_images: int = 3  # the first images of each split whose predictions are kept (the report's grid)
 
 
 @dataclasses.dataclass(frozen=True)

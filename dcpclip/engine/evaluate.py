@@ -1,7 +1,8 @@
 """Evaluating one run on benchmarks: `evaluate_benchmark` runs the protocol's inference over a split and
-returns its `EvalRecord` (mIoU and the rest with detectron2's semantics, pruner recall, provenance);
+returns its `EvalRecord` (mIoU and the rest with detectron2's semantics, pruner recall and its curve over
+K, provenance) and the predictions of the split's first images (`dcpclip.prediction_samples`);
 `evaluate_run` writes one record per benchmark whose record is missing or stale
-(`dcpclip.paths.eval_record_path`), so a rerun evaluates only what changed."""
+(`dcpclip.paths.eval_record_path`), its samples beside it, so a rerun evaluates only what changed."""
 
 from __future__ import annotations
 
@@ -19,15 +20,17 @@ from tqdm import tqdm
 from dcpclip import paths
 from dcpclip.code_digest import code_digest
 from dcpclip.config import ExperimentConfig
-from dcpclip.data.datasets import evaluation_dataset, read_class_names
+from dcpclip.data.datasets import evaluation_dataset, read_class_names, read_image
 from dcpclip.data.specs import SPECS, DatasetSpec
 from dcpclip.engine.checkpoint import load_trained_weights, run_status
 from dcpclip.engine.evaluator import SemSegEvaluator
-from dcpclip.engine.inference import InferenceSettings, predict_labels, pruner_recall
+from dcpclip.engine.inference import InferenceSettings, predict_labels, pruner_recall, recall_at_k
 from dcpclip.environment import environment_stamp
 from dcpclip.errors import ExpectedError
 from dcpclip.model.build import run_model
+from dcpclip.model.config import has_pruner
 from dcpclip.model.text_bank import TextBankCache
+from dcpclip.prediction_samples import Sample, SampleSet, samples_path, shrink, write_samples
 from dcpclip.records import EvalRecord, RecordError, SegmentationMetrics, load_record, write_record
 from dcpclip.records import InferenceSettings as RecordedInference
 
@@ -81,7 +84,7 @@ def up_to_date(cfg: ExperimentConfig, benchmark: str) -> bool:
 
 
 def evaluate_benchmark(model, cfg: ExperimentConfig, spec: DatasetSpec, cache: TextBankCache,
-                       device: torch.device, command: str, progress: bool) -> EvalRecord:
+                       device: torch.device, command: str, progress: bool) -> tuple[EvalRecord, SampleSet]:
     prompts = read_class_names(cfg.data.root, spec)
     text_bank = cache.get(model.backbone, prompts, cfg.text).to(device)  # [C, D]
     settings = InferenceSettings.from_config(cfg.eval, cfg.backbone.image_size, cfg.head.seg_loss,
@@ -92,15 +95,21 @@ def evaluate_benchmark(model, cfg: ExperimentConfig, spec: DatasetSpec, cache: T
     # data.num_workers processes decode and resize the next images while the model runs (0: in this process)
     loader = DataLoader(Subset(dataset, range(count)), batch_size=None, num_workers=cfg.data.num_workers,
                         pin_memory=device.type == "cuda")
-    views, began = 0, time.perf_counter()
+    views, began, samples = 0, time.perf_counter(), []
     name = f"{cfg.variant} seed{cfg.seed} {spec.title}"
     for done, item in enumerate(tqdm(loader, total=count, desc=name, disable=not progress, leave=False), 1):
         prediction = predict_labels(model, item.image.to(device), text_bank, settings,
                                     tuple(item.label.shape), spec.prompt_to_label)
-        recall = None
-        if cfg.head.prune and not cfg.head.zero_shot and prediction.kept is not None:
+        recall = curve = None
+        if has_pruner(cfg.head) and prediction.kept is not None:
             recall = pruner_recall(prediction.kept, item.label, spec.ignore_value, spec.prompt_to_label)
-        evaluator.process(prediction.labels.cpu(), item.label, recall)
+            if prediction.presence is not None:
+                curve = recall_at_k(prediction.presence, cfg.eval.recall_ks, item.label, spec.ignore_value,
+                                    spec.prompt_to_label)
+        evaluator.process(prediction.labels.cpu(), item.label, recall, curve)
+        if len(samples) < cfg.eval.sample_images:
+            image = read_image(dataset.samples[done - 1].image)  # the original picture, not the model's input
+            samples.append(Sample(item.id, *shrink(image, item.label.numpy(), prediction.labels.cpu().numpy())))
         views = prediction.views
         if not progress and (done % max(1, count // LOG_PARTS) == 0 or done == count):
             rate = done / (time.perf_counter() - began)
@@ -111,7 +120,7 @@ def evaluate_benchmark(model, cfg: ExperimentConfig, spec: DatasetSpec, cache: T
         warnings.warn(f"{spec.title} ({spec.key}): no labelled pixel in the {count} evaluated images of "
                       f"{cfg.data.root}/{spec.key}; its metrics are undefined (null in the record, NaN in "
                       "detectron2)", EmptySplitWarning, stacklevel=2)
-    return EvalRecord(
+    record = EvalRecord(
         profile=cfg.profile,
         variant=cfg.variant,
         seed=cfg.seed,
@@ -129,12 +138,16 @@ def evaluate_benchmark(model, cfg: ExperimentConfig, spec: DatasetSpec, cache: T
                                       for key in ("mIoU", "fwIoU", "mAcc", "pAcc"))),
         per_class_iou=dict(zip(metrics["class_names"], metrics["per_class_iou"], strict=True)),
         pruner_recall=metrics["pruner_recall"],  # a fraction
+        pruner_recall_at_k=None if metrics["pruner_recall_at_k"] is None else
+        {str(k): v for k, v in metrics["pruner_recall_at_k"].items()},
         config_fingerprint=paths.evaluation_fingerprint(cfg),
         train_fingerprint=paths.training_fingerprint(cfg) if cfg.trains else None,
         code_digest=code_digest(paths.EVAL_CODE),
         command=command,
         environment=environment_stamp(device),
     )
+    return record, SampleSet(cfg.profile, cfg.backbone.arch, cfg.variant, cfg.seed, spec.key,
+                             record.config_fingerprint, evaluator.class_names, spec.ignore_value, samples)
 
 
 def evaluate_run(cfg: ExperimentConfig, command: str, train_command: str, progress: bool = False) -> dict:
@@ -149,8 +162,10 @@ def evaluate_run(cfg: ExperimentConfig, command: str, train_command: str, progre
     model = load_run_model(cfg, device, train_command)
     cache = TextBankCache(paths.text_cache_dir(cfg), cfg.backbone.arch)
     for key in pending:
-        record = evaluate_benchmark(model, cfg, SPECS[key], cache, device, command, progress)
-        write_record(record, paths.eval_record_path(cfg, key))
+        record, samples = evaluate_benchmark(model, cfg, SPECS[key], cache, device, command, progress)
+        path = paths.eval_record_path(cfg, key)
+        write_samples(samples_path(path), samples)  # before the record: a record always has its samples
+        write_record(record, path)
         miou = record.metrics.mIoU
         outcome[key] = "mIoU undefined (no labelled pixel)" if miou is None else round(miou, 2)
     return outcome

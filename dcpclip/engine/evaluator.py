@@ -13,12 +13,12 @@ The contract and the arithmetic follow detectron2's `SemSegEvaluator`
 All means are in percent.
 
 Also averages the pruner's recall (share of ground-truth classes kept by the category pruner, a fraction)
-over the images that report one.
+and its recall curve (the same at other K) over the images that report one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -45,10 +45,14 @@ class SemSegEvaluator:
         self.num_images = 0
         self._recall_sum = 0.0
         self._recall_count = 0
+        self._recall_at_k_sums: dict[int, float] = {}
+        self._recall_at_k_count = 0
 
-    def process(self, prediction: torch.Tensor, target: torch.Tensor, recall: float | None = None) -> None:
+    def process(self, prediction: torch.Tensor, target: torch.Tensor, recall: float | None = None,
+                recall_at_k: Mapping[int, float] | None = None) -> None:
         """prediction [H, W] class indices; target [H, W] labels (ignore value allowed), same size.
-        `recall`: the pruner's recall on this image (a fraction), if the model prunes."""
+        `recall`: the pruner's recall on this image (a fraction), if the model prunes; `recall_at_k`:
+        {K: its recall keeping K classes per view}, the same K for every image."""
         prediction = torch.as_tensor(prediction)
         target = torch.as_tensor(target)
         if prediction.shape != target.shape or prediction.dim() != 2:
@@ -80,12 +84,19 @@ class SemSegEvaluator:
         if recall is not None:
             self._recall_sum += float(recall)
             self._recall_count += 1
+        if recall_at_k is not None:
+            if self._recall_at_k_count and set(recall_at_k) != set(self._recall_at_k_sums):
+                raise ValueError(f"recall at K {sorted(recall_at_k)}: earlier images gave K "
+                                 f"{sorted(self._recall_at_k_sums)}")
+            for k, value in recall_at_k.items():
+                self._recall_at_k_sums[k] = self._recall_at_k_sums.get(k, 0.0) + float(value)
+            self._recall_at_k_count += 1
 
     def evaluate(self) -> dict:
         """Metrics in percent, as plain Python floats (NaN where undefined: a split without a labelled
         pixel); per-class values are None for classes without GT.
         `pruner_recall` is a fraction in [0, 1] (as in `dcpclip.records.EvalRecord`), None if no image
-        reported one."""
+        reported one; `pruner_recall_at_k` {K: fraction} in ascending K, None likewise."""
         confusion = self.confusion.numpy().astype(np.float64)
         total = confusion.sum()
         true_positive = np.diag(confusion)
@@ -98,6 +109,8 @@ class SemSegEvaluator:
         accuracy[present] = true_positive[present] / ground_truth[present]
         weights = ground_truth / total if total else np.zeros(self.num_classes)
         recall = self._recall_sum / self._recall_count if self._recall_count else None
+        recall_at_k = {k: self._recall_at_k_sums[k] / self._recall_at_k_count
+                       for k in sorted(self._recall_at_k_sums)} if self._recall_at_k_count else None
         return {
             "mIoU": 100 * _mean_or_nan(iou[present]),
             "fwIoU": 100 * float((iou[present] * weights[present]).sum()),
@@ -110,6 +123,7 @@ class SemSegEvaluator:
             "num_images": self.num_images,
             "num_pixels": int(total),
             "pruner_recall": recall,
+            "pruner_recall_at_k": recall_at_k,
         }
 
 

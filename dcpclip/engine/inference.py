@@ -25,7 +25,9 @@ and `.kept_logits_at_input()` [B, K, h, w]: what DCP-CLIP and zero_shot return, 
 is ever made), or an object with dense `.logits` [B, C, h', w'] (any h', w') and optionally `.kept`.
 The pruner's recall on an image (DCP-CLIP: the share of its ground-truth classes that are kept) is
 measured on the union of the views' kept sets: a class kept by any view can still win the merged argmax
-somewhere, so that union is what bounds the achievable mIoU.
+somewhere, so that union is what bounds the achievable mIoU. `recall_at_k` measures the same for other K
+from the same pass: the union of each view's K best classes by the pruner's presence scores (the model's
+`.presence_logits` [V, C]), so at the trained K it equals the pruner's recall.
 
 Only the classes of that union are carried past the model (probabilities, merge, resizes, argmax): a class
 no view kept has the pruned logit (-100) in every view, probability ~1e-44, and can never win the argmax.
@@ -36,7 +38,7 @@ gigabytes of per-image probabilities into tens of megabytes.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
@@ -81,6 +83,7 @@ class Inference:
     views: int  # forward passes of the image tower (for FLOP accounting)
     kept: torch.Tensor | None  # [C] bool, kept by the pruner in at least one view (None: model reports none)
     classes: torch.Tensor | None = None  # [C'] ascending vocabulary indices of the rows (None: all C)
+    presence: torch.Tensor | None = None  # [V, C] the pruner's class-presence scores per view (None: no pruner)
 
 
 @dataclasses.dataclass
@@ -88,6 +91,7 @@ class Prediction:
     labels: torch.Tensor  # [H, W] int64 label indices at the original size
     views: int
     kept: torch.Tensor | None  # [C] bool over prompts, as in `Inference`
+    presence: torch.Tensor | None = None  # [V, C], as in `Inference`
 
 
 Model = Callable[[torch.Tensor, torch.Tensor], Any]
@@ -135,7 +139,7 @@ def predict_labels(
         labels = result.classes[labels]  # rows -> vocabulary indices
     if prompt_to_label is not None:
         labels = prompt_to_label(labels)
-    return Prediction(labels, result.views, result.kept)
+    return Prediction(labels, result.views, result.kept, result.presence)
 
 
 def pruner_recall(
@@ -154,6 +158,28 @@ def pruner_recall(
     if prompt_to_label is not None:
         kept_labels = prompt_to_label(kept_labels)
     return float(torch.isin(present, kept_labels).double().mean())
+
+
+def recall_at_k(
+    presence: torch.Tensor,
+    ks: Sequence[int],
+    target: torch.Tensor,
+    ignore_value: int,
+    prompt_to_label: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[int, float] | None:
+    """presence [V, C] per-view class-presence scores -> {K: the pruner's recall had it kept each view's
+    K best classes} (K above C keeps all C); None for an image without labelled pixels. Ties are broken
+    as the pruner breaks them (`topk`), so K = head.top_k gives `pruner_recall` of the kept classes."""
+    num_classes = presence.shape[1]
+    recalls = {}
+    for k in ks:
+        kept = torch.zeros(num_classes, dtype=torch.bool, device=presence.device)
+        kept[presence.topk(min(k, num_classes), dim=1).indices.reshape(-1)] = True
+        recall = pruner_recall(kept, target, ignore_value, prompt_to_label)
+        if recall is None:
+            return None
+        recalls[k] = recall
+    return recalls
 
 
 def resized_argmax(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -177,9 +203,10 @@ def resized_argmax(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def _run(
     model: Model, views: torch.Tensor, text_bank: torch.Tensor, amp: bool
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """views [V, 3, s, s'] -> (logits resized to the views' size [V, C', s, s'] of the classes carried on,
-    those classes [C'] (None: all C), [C] bool kept by any view (None: the model reports no pruning))."""
+    those classes [C'] (None: all C), [C] bool kept by any view (None: the model reports no pruning),
+    the pruner's presence scores [V, C] fp32 (None: the model reports none))."""
     with torch.autocast(views.device.type, dtype=torch.bfloat16, enabled=amp and views.is_cuda):
         output = model(views, text_bank)
     num_views, num_classes = views.shape[0], text_bank.shape[0]
@@ -189,7 +216,8 @@ def _run(
         logits, classes, kept = _dense(output, num_views, num_classes)
     if tuple(logits.shape[-2:]) != tuple(views.shape[-2:]):
         logits = F.interpolate(logits.float(), size=views.shape[-2:], mode="bilinear", align_corners=False)
-    return logits.float(), classes, kept
+    presence = getattr(output, "presence_logits", None)
+    return logits.float(), classes, kept, None if presence is None else presence.float()
 
 
 def _union_of_kept(output, num_views: int, num_classes: int):
@@ -255,9 +283,9 @@ def _offsets(stride: int) -> list[tuple[int, int]]:
 def _whole_image(model: Model, image: torch.Tensor, text_bank: torch.Tensor, settings: InferenceSettings):
     _, height, width = image.shape
     padded = model_views(image, settings)  # [1, 3, h+, w+]
-    logits, classes, kept = _run(model, padded, text_bank, settings.amp)  # [1, C', h+, w+]
+    logits, classes, kept, presence = _run(model, padded, text_bank, settings.amp)  # [1, C', h+, w+]
     probabilities = class_probabilities(logits[:, :, :height, :width], settings.seg_loss)[0]  # [C', h, w]
-    return Inference(probabilities, 1, kept, classes)
+    return Inference(probabilities, 1, kept, classes, presence)
 
 
 def _sliding_window(model: Model, image: torch.Tensor, text_bank: torch.Tensor, settings: InferenceSettings):
@@ -265,7 +293,7 @@ def _sliding_window(model: Model, image: torch.Tensor, text_bank: torch.Tensor, 
     side = window + stride
     offsets = _offsets(stride)
     views = model_views(image, settings)  # [5, 3, window, window]
-    logits, classes, kept = _run(model, views, text_bank, settings.amp)  # [5, C', window, window]
+    logits, classes, kept, presence = _run(model, views, text_bank, settings.amp)  # [5, C', window, window]
     probabilities = class_probabilities(logits, settings.seg_loss)
     del logits  # without pruning, 847 classes at 384 x 384 are 2.5 GB
 
@@ -278,4 +306,4 @@ def _sliding_window(model: Model, image: torch.Tensor, text_bank: torch.Tensor, 
         probabilities[-1:], size=(side, side), mode="bilinear", align_corners=False
     )[0]  # [C', S, S]
     merged = summed.div_(covered).add_(global_probabilities).div_(2)  # in place: [C', S, S] can be large
-    return Inference(merged, len(views), kept, classes)
+    return Inference(merged, len(views), kept, classes, presence)

@@ -21,15 +21,16 @@ from dcpclip.records import BENCHMARK_KEYS, EvalRecord, Record, TrainStepRecord,
 COLUMNS = ["kind", "profile", "arch", "variant", "seed", "benchmark", "vocabulary", "metric", "value", "unit"]
 EVAL_METRICS = ("mIoU", "fwIoU", "mAcc", "pAcc")
 FLOPS_METRICS = {"gmacs_mean": "GMACs", "gmacs_std": "GMACs", "num_images": "images",
-                 "params_total": "parameters", "params_trainable": "parameters"}
+                 "params_total": "parameters", "params_trainable": "parameters", "params_head": "parameters"}
 TRAIN_STEP_METRICS = {"step_gmacs": "GMACs", "image_gmacs": "GMACs", "text_encoder_gmacs": "GMACs",
                       "batch_size": "images", "iterations": "steps", "seeds": "runs"}
+RECALL_AT_K = "pruner_recall@"  # + K: the metric names of the pruner's recall curve
 
 
 def summary_table(records: Iterable[Record]) -> pd.DataFrame:
     """Columns COLUMNS. `vocabulary` is the number of class names given to the model (59 for PAS-20b);
-    `seed` is empty for FLOP and train-step rows, whose `benchmark` is the training set; pruner recall is in
-    percent here (a fraction in the record)."""
+    `seed` is empty for FLOP and train-step rows, whose `benchmark` is the training set; pruner recall and
+    its curve (metrics `pruner_recall@<K>`) are in percent here (fractions in the record)."""
     rows = []
     for record in sort_records(records):
         if isinstance(record, EvalRecord):
@@ -38,6 +39,8 @@ def summary_table(records: Iterable[Record]) -> pd.DataFrame:
             rows += [[*base, name, getattr(record.metrics, name), "%"] for name in EVAL_METRICS]
             if record.pruner_recall is not None:
                 rows.append([*base, "pruner_recall", 100.0 * record.pruner_recall, "%"])
+            for k, recall in sorted((record.pruner_recall_at_k or {}).items(), key=lambda item: int(item[0])):
+                rows.append([*base, f"{RECALL_AT_K}{k}", 100.0 * recall, "%"])
         elif isinstance(record, TrainStepRecord):
             base = [record.kind, record.profile, record.arch, record.variant, None, record.train_dataset,
                     record.num_classes]

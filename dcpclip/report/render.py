@@ -13,12 +13,15 @@ from pathlib import Path
 import pandas as pd
 
 from dcpclip.atomic import atomic_path, write_text
+from dcpclip.data.specs import SPECS
 from dcpclip.model.variants import VARIANTS
+from dcpclip.prediction_samples import SampleSet
 from dcpclip.profiles import PAPER_ARCH_PROFILE
-from dcpclip.records import EvalRecord, FlopsRecord, Record, sort_records
-from dcpclip.report import claims, figures, run_cost, tables
+from dcpclip.records import BENCHMARK_KEYS, EvalRecord, FlopsRecord, Record, sort_records
+from dcpclip.report import claims, figures, qualitative, run_cost, tables
 from dcpclip.report.aggregate import single_arch, summary_table, variant_rank
 from dcpclip.report.comparability import comparability_problems
+from dcpclip.report.qualitative import QUALITATIVE_IMAGES
 from dcpclip.report.tables import GAP, NOT_APPLICABLE
 
 BANNERS = {
@@ -40,9 +43,9 @@ NOT_COMPARABLE_BANNER = (
     "paper's geometry and recipe ran (a smoke run, `experiments.paper_smoke`, looks like this); its accuracy "
     "says nothing about DCP-CLIP's."
 )
-GAP_NOTE = f"{GAP} not run (no record)."
 FIGURES = {
-    "miou_by_benchmark.png": "mIoU per benchmark",
+    "delta_by_benchmark.png": "mIoU difference from full per benchmark",
+    "recall_at_k.png": "pruner recall against K",
     "gmacs_vs_vocabulary.png": "GMACs per image vs vocabulary size",
     "accuracy_vs_cost.png": "accuracy vs cost",
     "training_curves.png": "training curves",
@@ -133,22 +136,45 @@ def _header(inputs: _Inputs) -> list[str]:
         f"Generated from {kinds['eval']} evaluation, {kinds['flops']} FLOP and {kinds['train_step']} "
         "training-step records "
         f"(`python -m experiments.report`); do not edit by hand. Backbone: `{inputs.arch or GAP}`. "
-        f"Marks: {GAP} = not run (no record), {NOT_APPLICABLE} = does not apply to the variant.",
+        f"In every table, {GAP} = not run (no record) and {NOT_APPLICABLE} = does not apply to the variant; "
+        "± is the sample std over seeds (or over images for GMACs), shown only where it is not zero.",
+    ]
+
+
+def _ablations(inputs: _Inputs) -> list[str]:
+    """The first screen: one row per variant with its accuracy, its cost at the paper architecture and the
+    claims' verdicts, cost and accuracy apart."""
+    cost_profile, cost_arch = ((PAPER_ARCH_PROFILE, inputs.paper_archs[0]) if inputs.paper_archs
+                               else (inputs.profile, inputs.flops_arch))
+    counted = inputs.flops(cost_profile, cost_arch)
+    geometry = (f"`{cost_arch}` at {_joined(f'{r.resolution[0]}×{r.resolution[1]}' for r in counted)}, "
+                f"{_joined(r.views for r in counted)} views per image" if counted else f"`{cost_arch or GAP}`")
+    offline = " (counted offline with random weights: cost depends on the architecture, not the weights)" \
+        if cost_profile == PAPER_ARCH_PROFILE else ""
+    return [
+        "## Ablations",
+        f"mIoU of `{inputs.arch or GAP}` in this profile: the mean over the six benchmarks (per benchmark "
+        "below), ± the std over the seeds that ran all six; Δ is that mean minus `full`'s. GMACs per image "
+        f"and head parameters (those outside CLIP) of {geometry}{offline}, at the smallest and the largest "
+        "vocabulary (PAS-20 and A-847).",
+        tables.ablation_table(inputs.summary, inputs.profile, inputs.variants, cost_profile, cost_arch),
+        *_verdicts(inputs),
     ]
 
 
 def _accuracy(inputs: _Inputs) -> list[str]:
     summary, profile, variants = inputs.summary, inputs.profile, inputs.variants
+    headers = tables.benchmark_headers(inputs.evals, profile)
     return [
         "## mIoU (%) on the six benchmarks",
         "Confusion-matrix mIoU over each benchmark's whole validation split (detectron2's definition: "
-        "classes absent from the ground truth are left out of the mean), in percent. A cell is the mean ± "
-        "sample std over seeds when it has several (*seeds* counts them); *mean* is over the six benchmarks, "
-        "shown only when all six were run. " + inference_conditions(inputs.evals),
-        tables.miou_table(summary, profile, variants), GAP_NOTE,
+        "classes absent from the ground truth are left out of the mean), in percent; a header gives the "
+        "images scored. A cell is the mean over seeds (*seeds* counts them); *mean* is over the six "
+        "benchmarks, shown only when all six were run. " + inference_conditions(inputs.evals),
+        tables.miou_table(summary, profile, variants, headers),
         "### Difference from `full` (mIoU points)",
         "Each variant's mean minus `full`'s on the same benchmark: negative means below `full`.",
-        tables.delta_table(summary, profile, variants), GAP_NOTE,
+        tables.delta_table(summary, profile, variants, headers=headers),
     ]
 
 
@@ -156,9 +182,9 @@ def _cost_table(inputs: _Inputs, profile: str, arch: str | None, heading: str) -
     if arch is None:
         return [heading, "No FLOP records for this profile."]
     return [heading, cost_conditions(inputs.flops(profile, arch)),
-            tables.cost_table(inputs.summary, profile, arch, inputs.variants), GAP_NOTE,
-            f"Parameters of `{arch}` with each variant's head (all, and trainable):",
-            tables.params_table(inputs.summary, profile, arch, inputs.variants), GAP_NOTE]
+            tables.cost_table(inputs.summary, profile, arch, inputs.variants),
+            f"Parameters of `{arch}` with each variant's head (all, trainable, and the head's own):",
+            tables.params_table(inputs.summary, profile, arch, inputs.variants)]
 
 
 def _cost(inputs: _Inputs) -> list[str]:
@@ -196,37 +222,62 @@ def _run_cost(inputs: _Inputs) -> list[str]:
     return lines
 
 
-def _diagnostics(inputs: _Inputs, settings: ReportSettings) -> list[str]:
+def _diagnostics(inputs: _Inputs, settings: ReportSettings, drawn: dict[str, bytes | None]) -> list[str]:
     variant, count = settings.worst_classes_variant, settings.worst_classes
     return [
         "## Pruner recall (%)",
-        "Share of the ground-truth classes that the coarse step keeps (it bounds the achievable mIoU); "
-        "mean ± std over seeds.",
-        tables.recall_table(inputs.summary, inputs.profile, inputs.variants),
-        f"{GAP_NOTE} {NOT_APPLICABLE}: the variant has no pruner.",
+        "Share of an image's ground-truth classes that the coarse step keeps (the union over its views; it "
+        "bounds the achievable mIoU), averaged over images, at the trained K; "
+        f"{NOT_APPLICABLE}: the variant has no pruner. The curve measures the same in the same evaluation "
+        "pass had each view kept K classes: the number to tune `head.top_k` with.",
+        tables.recall_table(inputs.summary, inputs.profile, inputs.variants,
+                            tables.benchmark_headers(inputs.evals, inputs.profile)),
+        _figure_link("recall_at_k.png", drawn),
         f"## Hardest classes of `{variant}`",
         f"The {count} lowest per-class IoUs (%, mean over seeds) per benchmark.",
-        tables.worst_classes_table(inputs.evals, inputs.profile, variant, count), GAP_NOTE,
+        tables.worst_classes_table(inputs.evals, inputs.profile, variant, count),
     ]
 
 
-def _figures(inputs: _Inputs, curves: pd.DataFrame) -> dict[str, bytes | None]:
+def _figures(inputs: _Inputs, curves: pd.DataFrame, samples: Sequence[SampleSet]) -> dict[str, bytes | None]:
     summary, profile, variants = inputs.summary, inputs.profile, inputs.variants
     sources = [(profile, inputs.flops_arch), *((PAPER_ARCH_PROFILE, a) for a in inputs.paper_archs)]
-    return {
-        "miou_by_benchmark.png": figures.miou_by_benchmark(summary, profile, variants),
+    drawn = {
+        "delta_by_benchmark.png": figures.delta_by_benchmark(summary, profile, variants),
+        "recall_at_k.png": figures.recall_at_k(summary, profile, variants),
         "gmacs_vs_vocabulary.png": figures.gmacs_vs_vocabulary(summary, sources, variants),
         "accuracy_vs_cost.png": figures.accuracy_vs_cost(summary, profile, inputs.flops_arch, variants),
         "training_curves.png": figures.training_curves(curves, variants),
     }
+    for benchmark in BENCHMARK_KEYS:
+        drawn[qualitative_name(benchmark)] = qualitative.grid(samples, inputs.evals, benchmark)
+    return drawn
+
+
+def qualitative_name(benchmark: str) -> str:
+    return f"qualitative_{benchmark}.png"
+
+
+def _figure_link(name: str, drawn: dict[str, bytes | None]) -> str:
+    benchmark = name.removeprefix("qualitative_").removesuffix(".png")
+    caption = FIGURES.get(name) or f"predictions on {SPECS[benchmark].title}"
+    return f"![{caption}](figures/{name})" if drawn[name] else \
+        f"*{caption}: not drawn, no records (or DVCLive curves, or prediction samples) to draw it from.*"
 
 
 def _figure_links(drawn: dict[str, bytes | None]) -> list[str]:
-    lines = ["## Figures"]
-    for name, caption in FIGURES.items():
-        lines.append(f"![{caption}](figures/{name})" if drawn[name] else
-                     f"*{caption}: not drawn, no records (or DVCLive curves) to draw it from.*")
-    return lines
+    return ["## Figures", *(_figure_link(name, drawn) for name in FIGURES if name != "recall_at_k.png")]
+
+
+def _qualitative(drawn: dict[str, bytes | None]) -> list[str]:
+    return [
+        "## Predictions",
+        f"The first {QUALITATIVE_IMAGES} images of each benchmark as the evaluation pass scored them "
+        "(`eval.sample_images`; seed 0 where several ran): the image, its ground truth and each trained "
+        "variant's labels, coloured by class as `experiments.predict` colours them; unlabelled ground truth "
+        "is left uncoloured. The legend names the classes covering the most ground-truth pixels.",
+        *(_figure_link(qualitative_name(b), drawn) for b in BENCHMARK_KEYS),
+    ]
 
 
 def _reference(inputs: _Inputs) -> list[str]:
@@ -240,19 +291,31 @@ def _reference(inputs: _Inputs) -> list[str]:
     ]
 
 
-def _claims(inputs: _Inputs) -> list[str]:
+def _numbered(results: Sequence[claims.ClaimResult]) -> list[str]:
+    return [f"{i}. {r.claim}: **{r.verdict}**. Numbers: {r.evidence}." for i, r in enumerate(results, 1)]
+
+
+def _verdicts(inputs: _Inputs) -> list[str]:
     summary, profile = inputs.summary, inputs.profile
-    results = [claims.ablation_below_full(summary, profile, a) for a in claims.ABLATIONS]
-    results += [claims.full_beats_zero_shot(summary, profile),
-                claims.cost_flat_in_vocabulary(summary, profile, inputs.flops_arch)]
-    results += [claims.cost_flat_in_vocabulary(summary, PAPER_ARCH_PROFILE, a) for a in inputs.paper_archs]
-    results.append(claims.full_beats_published(summary, profile, inputs.not_comparable))
+    cost = [claims.cost_flat_in_vocabulary(summary, profile, inputs.flops_arch)]
+    cost += [claims.cost_flat_in_vocabulary(summary, PAPER_ARCH_PROFILE, a) for a in inputs.paper_archs]
+    accuracy = [claims.ablation_below_full(summary, profile, a) for a in claims.ABLATIONS]
+    accuracy += [claims.full_beats_zero_shot(summary, profile),
+                 claims.full_beats_published(summary, profile, inputs.not_comparable)]
+    untested = (" On this profile they compare a tiny CLIP trained for minutes on synthetic images: they test "
+                "that the pipeline computes and compares the numbers, not DCP-CLIP's accuracy claims."
+                if profile == "offline" or inputs.not_comparable else "")
     return [
-        "## Claims check",
         f"A claim **{claims.HOLDS}** only when every comparison it needs was measured and agrees; one "
         f"measured counterexample makes it **{claims.DOES_NOT_HOLD}**; otherwise it is "
         f"**{claims.NOT_MEASURED}**.",
-        *(f"{i}. {r.claim}: **{r.verdict}**. Numbers: {r.evidence}." for i, r in enumerate(results, 1)),
+        "### Cost claims",
+        "GMACs depend on the architecture, the resolution and the vocabulary, not on the weights, so every "
+        "profile tests these.",
+        *_numbered(cost),
+        "### Accuracy claims",
+        "mIoU comparisons of seed means." + untested,
+        *_numbered(accuracy),
     ]
 
 
@@ -277,15 +340,20 @@ def _provenance(inputs: _Inputs) -> list[str]:
         "## Provenance",
         f"Git commits: {listed}. " + clip_weights_line(inputs.clip_weights),
         tables.environment_table(inputs.records),
-        "Every record with its fingerprint (config and code it depends on), its training run's fingerprint, "
-        "the digest of the code that computed it and the command that reproduces it:",
+        f"<details><summary>Every record ({len(inputs.records)}) with its fingerprint (config and code it "
+        "depends on), its training run's fingerprint, the digest of the code that computed it and the "
+        "command that reproduces it</summary>",
         tables.provenance_table(inputs.records),
+        "</details>",
     ]
 
 
 def render_report(
-    records: Sequence[Record], curves: pd.DataFrame, settings: ReportSettings, clip_weights: Sequence[dict] = ()
+    records: Sequence[Record], curves: pd.DataFrame, settings: ReportSettings, clip_weights: Sequence[dict] = (),
+    samples: Sequence[SampleSet] = (),
 ) -> Report:
+    """`samples`: the evaluation pass's prediction samples (`dcpclip.prediction_samples`); those that do not
+    belong to one of `records` (another fingerprint) are not drawn."""
     profile = settings.profile
     shown = {profile, PAPER_ARCH_PROFILE} if profile == "offline" else {profile}
     records = sort_records(r for r in records if r.profile in shown)
@@ -297,10 +365,10 @@ def render_report(
         clip_weights=tuple(clip_weights),
         not_comparable=tuple(comparability_problems([r for r in records if isinstance(r, EvalRecord)])),
     )
-    drawn = _figures(inputs, curves)
-    sections = [*_header(inputs), *_accuracy(inputs), *_cost(inputs), *_run_cost(inputs),
-                *_diagnostics(inputs, settings),
-                *_figure_links(drawn), *_reference(inputs), *_claims(inputs), *_provenance(inputs)]
+    drawn = _figures(inputs, curves, samples)
+    sections = [*_header(inputs), *_ablations(inputs), *_accuracy(inputs), *_diagnostics(inputs, settings, drawn),
+                *_cost(inputs), *_run_cost(inputs), *_figure_links(drawn), *_qualitative(drawn),
+                *_reference(inputs), *_provenance(inputs)]
     return Report("\n\n".join(sections) + "\n", {name: png for name, png in drawn.items() if png is not None})
 
 

@@ -14,8 +14,10 @@ import pandas as pd
 from tabulate import tabulate
 
 from dcpclip.data.specs import SPECS
+from dcpclip.model.variants import VARIANTS
 from dcpclip.records import BENCHMARK_KEYS, EvalRecord, Record, TrainStepRecord, sort_records
 from dcpclip.report.aggregate import seed_statistics
+from dcpclip.report.claims import LARGE_VOCABULARY, SMALL_VOCABULARY
 from dcpclip.report.reference import PUBLISHED
 
 GAP = "—"
@@ -34,13 +36,24 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], align:
 def mean_std(mean: float, std: float, n: int, digits: int = 2) -> str:
     if math.isnan(mean):  # every seed's value is undefined
         return NOT_APPLICABLE
-    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if n > 1 else "")
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if n > 1 and round(std, digits) else "")
 
 
-def gmacs(mean: float, std: float) -> str:
-    """Two decimals from 1 GMAC up, four below (the tiny model); the std with the mean's precision."""
+def gmacs(mean: float, std: float = 0.0) -> str:
+    """Two decimals from 1 GMAC up, four below (the tiny model); the std with the mean's precision, left
+    out when it is zero (a cost that does not depend on the image)."""
     digits = 2 if mean >= 1 else 4
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if round(std, digits) else "")
+
+
+def benchmark_headers(records: Sequence[EvalRecord], profile: str) -> list[str]:
+    """"A-847 (8 img)": each benchmark's title with the images its evaluations scored (several counts are
+    all shown); the bare title where nothing was evaluated."""
+    headers = []
+    for b in BENCHMARK_KEYS:
+        counts = sorted({r.num_images for r in records if (r.profile, r.benchmark) == (profile, b)})
+        headers.append(f"{SPECS[b].title} ({'/'.join(map(str, counts))} img)" if counts else SPECS[b].title)
+    return headers
 
 
 def _cells(summary: pd.DataFrame, metric: str, profile: str, arch: str | None = None) -> dict:
@@ -68,7 +81,52 @@ def _benchmark_mean(summary: pd.DataFrame, profile: str, variant: str, cells: di
     return mean, float(complete.std()) if len(complete) > 1 else float("nan"), len(complete)
 
 
-def miou_table(summary: pd.DataFrame, profile: str, variants: Sequence[str]) -> str:
+def what_it_tests(variant: str) -> str:
+    """The registry's head delta and what the ablation measures: "`prune=false`: the cost and ..."."""
+    if variant not in VARIANTS:  # a combination: its parts' deltas
+        parts = [VARIANTS[p] for p in variant.split("+") if p in VARIANTS]
+        return ", ".join(f"`{k}={json.dumps(v)}`" for part in parts for k, v in part.delta.items()) or GAP
+    entry = VARIANTS[variant]
+    delta = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in entry.delta.items())
+    return f"{delta}: {entry.tests}" if delta else entry.tests
+
+
+def ablation_table(summary: pd.DataFrame, profile: str, variants: Sequence[str], cost_profile: str,
+                   cost_arch: str | None, reference: str = "full") -> str:
+    """One row per variant: what it tests, seeds, mIoU over the six benchmarks (mean ± std over seeds),
+    its difference from `reference`, GMACs per image at the smallest and largest vocabulary and the head's
+    parameters of `cost_arch` in `cost_profile`."""
+    cells = _cells(summary, "mIoU", profile)
+    cost = _cells(summary, "gmacs_mean", cost_profile, cost_arch) if cost_arch else {}
+    small, large = (next(b for b in BENCHMARK_KEYS if SPECS[b].num_prompts == c)
+                    for c in (SMALL_VOCABULARY, LARGE_VOCABULARY))
+
+    def six_benchmark_mean(variant: str) -> tuple | None:
+        if not all((variant, b) in cells for b in BENCHMARK_KEYS):
+            return None
+        return _benchmark_mean(summary, profile, variant, cells)
+
+    reference_mean = six_benchmark_mean(reference)
+    rows = []
+    for variant in variants:
+        counts = sorted({cells[variant, b][2] for b in BENCHMARK_KEYS if (variant, b) in cells})
+        seeds = GAP if not counts else "–".join(map(str, dict.fromkeys([counts[0], counts[-1]])))
+        mean = six_benchmark_mean(variant)
+        if variant == reference or mean is None or reference_mean is None:
+            delta = "reference" if variant == reference and mean is not None else GAP
+        else:
+            delta = NOT_APPLICABLE if math.isnan(mean[0] - reference_mean[0]) else f"{mean[0] - reference_mean[0]:+.2f}"
+        head = select(summary, profile=cost_profile, arch=cost_arch, variant=variant, metric="params_head")["value"]
+        rows.append([f"`{variant}`", what_it_tests(variant), seeds, GAP if mean is None else mean_std(*mean), delta,
+                     *(gmacs(cost[variant, b][0]) if (variant, b) in cost else GAP for b in (small, large)),
+                     " / ".join(f"{int(v):,}" for v in sorted(set(head))) or GAP])
+    headers = ["variant", "what it tests", "seeds", "mIoU (six-benchmark mean)", f"Δ vs `{reference}`",
+               f"GMACs C={SMALL_VOCABULARY}", f"GMACs C={LARGE_VOCABULARY}", "head parameters"]
+    return markdown_table(headers, rows, "llrrrrrr")
+
+
+def miou_table(summary: pd.DataFrame, profile: str, variants: Sequence[str],
+               headers: Sequence[str] = TITLES) -> str:
     cells = _cells(summary, "mIoU", profile)
     rows = []
     for variant in variants:
@@ -79,10 +137,11 @@ def miou_table(summary: pd.DataFrame, profile: str, variants: Sequence[str]) -> 
         complete = all((variant, b) in cells for b in BENCHMARK_KEYS)
         row.append(mean_std(*_benchmark_mean(summary, profile, variant, cells)) if complete else GAP)
         rows.append(row)
-    return markdown_table(["variant", "seeds", *TITLES, "mean"], rows)
+    return markdown_table(["variant", "seeds", *headers, "mean"], rows)
 
 
-def delta_table(summary: pd.DataFrame, profile: str, variants: Sequence[str], reference: str = "full") -> str:
+def delta_table(summary: pd.DataFrame, profile: str, variants: Sequence[str], reference: str = "full",
+                headers: Sequence[str] = TITLES) -> str:
     """mIoU of each other variant minus `reference`'s (means over seeds), in points."""
     cells = _cells(summary, "mIoU", profile)
     rows = []
@@ -94,7 +153,7 @@ def delta_table(summary: pd.DataFrame, profile: str, variants: Sequence[str], re
         mean = sum(deltas) / len(deltas) if None not in deltas else None
         rows.append([f"`{variant}`", *(GAP if d is None else NOT_APPLICABLE if math.isnan(d) else f"{d:+.2f}"
                                        for d in [*deltas, mean])])
-    return markdown_table(["variant", *TITLES, "mean"], rows)
+    return markdown_table(["variant", *headers, "mean"], rows)
 
 
 def cost_table(summary: pd.DataFrame, profile: str, arch: str, variants: Sequence[str]) -> str:
@@ -113,14 +172,15 @@ def params_table(summary: pd.DataFrame, profile: str, arch: str, variants: Seque
     rows = []
     for variant in variants:
         row = [f"`{variant}`"]
-        for metric in ("params_total", "params_trainable"):
+        for metric in ("params_total", "params_trainable", "params_head"):
             values = select(summary, profile=profile, arch=arch, variant=variant, metric=metric)["value"]
             row.append(" / ".join(f"{int(v):,}" for v in sorted(set(values))) or GAP)
         rows.append(row)
-    return markdown_table(["variant", "parameters", "trainable"], rows)
+    return markdown_table(["variant", "parameters", "trainable", "head (outside CLIP)"], rows)
 
 
-def recall_table(summary: pd.DataFrame, profile: str, variants: Sequence[str]) -> str:
+def recall_table(summary: pd.DataFrame, profile: str, variants: Sequence[str],
+                 headers: Sequence[str] = TITLES) -> str:
     evaluated = _cells(summary, "mIoU", profile)
     recall = _cells(summary, "pruner_recall", profile)
     rows = []
@@ -132,7 +192,7 @@ def recall_table(summary: pd.DataFrame, profile: str, variants: Sequence[str]) -
             else:
                 row.append(NOT_APPLICABLE if (variant, b) in evaluated else GAP)
         rows.append(row)
-    return markdown_table(["variant", *TITLES], rows)
+    return markdown_table(["variant", *headers], rows)
 
 
 def worst_classes_table(records: Sequence[Record], profile: str, variant: str, count: int) -> str:
