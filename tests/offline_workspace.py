@@ -42,12 +42,16 @@ class Workspace:
         assert done.returncode == 0, f"dvc {' '.join(args)}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         return done.stdout, time.perf_counter() - start
 
+    def git(self, *args: str) -> str:
+        """Run `git <args>` in the workspace; -> its stdout."""
+        return subprocess.run(["git", *args], cwd=self.root, env=self.env, check=True, capture_output=True,
+                              text=True).stdout
+
     def commit(self, message: str) -> str:
         """Commit everything git tracks or may track (what a user commits after `dvc repro`); -> the commit."""
-        for command in (["add", "-A"], ["commit", "-qm", message]):
-            subprocess.run(["git", *command], cwd=self.root, env=self.env, check=True, capture_output=True)
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=self.root, check=True, capture_output=True,
-                              text=True).stdout.strip()
+        self.git("add", "-A")
+        self.git("commit", "-qm", message)
+        return self.git("rev-parse", "HEAD").strip()
 
 
 def tracked_copy(destination: Path) -> None:

@@ -83,3 +83,17 @@ def test_random_init_is_seeded():
     b = build_backbone(BackboneConfig(init_seed=1)).clip.visual.proj
     c = build_backbone(BackboneConfig(init_seed=2)).clip.visual.proj
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_creating_a_backbone_logs_no_misleading_random_init_notice(caplog):
+    """open_clip warns "No pretrained weights loaded" for every pretrained=None model, also one a checkpoint
+    is loaded into; that one record is dropped, and other warnings still get through."""
+    import logging
+
+    from dcpclip.model.backbone import build_backbone
+    from experiments.compose import compose_config
+
+    with caplog.at_level(logging.WARNING):
+        build_backbone(compose_config(["pretrain=none"]).backbone)
+        logging.warning("another warning")
+    assert [r.getMessage() for r in caplog.records] == ["another warning"]

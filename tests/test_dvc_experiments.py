@@ -1,13 +1,14 @@
 """DVC's own interface to the pipeline's parameters, on the shared offline pipeline run (conftest.py's
 `offline_workspace`, copied): each setting of params.yaml is a parameter of exactly the stages that read
 it (`dvc status`), and `dvc exp run -S head.top_k=16` is an experiment of its own, a row of `dvc exp show`
-with its parameters and metrics beside the baseline's, redoing only the jobs whose model reads K."""
+with its parameters and metrics beside the baseline's, redoing only the jobs whose model reads K; switching
+between the baseline and the experiment restores each one's runs from the DVC cache, with nothing to redo."""
 
 import json
 
 import pytest
 import yaml
-from offline_workspace import jobs_run, private_copy, stages_run
+from offline_workspace import jobs_run, private_copy, records_of, stages_run
 
 from dcpclip.model.config import has_pruner
 from dcpclip.model.variants import variant_override, variant_trains
@@ -68,6 +69,7 @@ def experiment_rows(shown: list[dict]) -> list[dict]:
 def test_dvc_exp_run_of_a_setting_is_an_experiment_row_with_its_own_metrics(offline_workspace, tmp_path):
     workspace = private_copy(offline_workspace, tmp_path)
     baseline = workspace.commit("the offline profile reproduced")  # as the repository holds it: outputs committed
+    baseline_records = records_of(workspace.root)
     output, seconds = workspace.dvc("exp", "run", "-S", "head.top_k=16", "--name", "top-k-16")
     print(f"dvc exp run -S head.top_k=16: {seconds:.1f} s")
     assert stages_run(output) == ["train", "evaluate", "flops", "aggregate", "report"], output
@@ -89,3 +91,15 @@ def test_dvc_exp_run_of_a_setting_is_an_experiment_row_with_its_own_metrics(offl
     for variant in cfg.grid.variants:  # mIoU per benchmark: new for the variants that prune, the same otherwise
         same = experiment["metrics"][variant] == base["metrics"][variant]
         assert same == (variant not in pruning), (variant, base["metrics"][variant], experiment["metrics"][variant])
+
+    # back to the baseline and forth again: git restores the records and report, DVC's cache the trained
+    # runs and CLIP weights, so each is reproduced as it stands (no run folder left holding the other K)
+    experiment_records = records_of(workspace.root)
+    assert experiment_records != baseline_records
+    workspace.git("checkout", "--", ".")
+    workspace.dvc("checkout")
+    assert json.loads(workspace.dvc("status", "--json")[0]) == {}
+    assert records_of(workspace.root) == baseline_records
+    workspace.dvc("exp", "apply", "top-k-16")
+    assert json.loads(workspace.dvc("status", "--json")[0]) == {}
+    assert records_of(workspace.root) == experiment_records

@@ -10,9 +10,12 @@ i.e. the same path as the pooled class token (CAT-Seg, SED).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import open_clip
@@ -118,11 +121,29 @@ class ClipBackbone(nn.Module):
         return [clip.positional_embedding, clip.text_projection, *(p for m in mods for p in m.parameters())]
 
 
+@contextlib.contextmanager
+def _random_init_notice_muted() -> Iterator[None]:
+    """open_clip logs "No pretrained weights loaded ... initialized randomly" (a root-logger warning) for
+    every `pretrained=None` model, also when a checkpoint is loaded into it right after and when random
+    weights are what `backbone.pretrained: null` asks for: in a fan-out that is one misleading line per
+    trial. Drop that one record while the model is created."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded for model")
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+
+
 def build_backbone(cfg: BackboneConfig) -> ClipBackbone:
     """Create the open_clip model (random init, tag, or local checkpoint) and wrap it."""
     pretrained = cfg.pretrained
     if pretrained is None:
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(), _random_init_notice_muted():
             torch.manual_seed(cfg.init_seed)
             clip = open_clip.create_model(cfg.arch, pretrained=None, force_quick_gelu=cfg.quick_gelu)
     elif os.path.sep in pretrained or Path(pretrained).suffix in {".pt", ".pth", ".bin", ".safetensors"}:
@@ -131,7 +152,8 @@ def build_backbone(cfg: BackboneConfig) -> ClipBackbone:
                 f"backbone.pretrained: checkpoint file {pretrained} does not exist (a CLIP pre-trained here, as in "
                 "the offline profile, is made by `python -m experiments.pretrain` with the same overrides)"
             )
-        clip = open_clip.create_model(cfg.arch, pretrained=None, force_quick_gelu=cfg.quick_gelu)
+        with _random_init_notice_muted():
+            clip = open_clip.create_model(cfg.arch, pretrained=None, force_quick_gelu=cfg.quick_gelu)
         load_clip_checkpoint(clip, Path(pretrained), cfg.arch, cfg.quick_gelu)
     else:
         known = open_clip.list_pretrained_tags_by_model(cfg.arch)
