@@ -3,7 +3,9 @@ on top of bare dense CLIP.
 
 (a) Over the first images of a synthetic benchmark, fetched and prepared into a temporary folder by the real
     `experiments.fetch` / `experiments.prepare` stages, for each setup:
-    - model: `model(views, text_bank)` under no grad on views built beforehand (`model_views`);
+    - model: `model(views, text_bank)` under no grad on views built beforehand (`model_views`), one image's
+      views per forward, and again with the views of `eval.batch_images` images per forward, as the loop
+      batches them (the second ratio is then the loop's own overhead);
     - loop: `dcpclip.engine.evaluate.evaluate_benchmark`, the code the evaluate stage runs (text bank lookup, image
       decoding and protocol resize, views, inference, probability merge, argmax at the original size,
       evaluator, record);
@@ -162,6 +164,13 @@ def loop_vs_model(setup: Setup, data: list[str], benchmark: str, images: int, re
         for image_views in views:
             model(image_views, text_bank)
 
+    batch = cfg.eval.batch_images
+    batched_views = [torch.cat(views[i : i + batch]) for i in range(0, count, batch)]  # [batch x V, 3, s, s]
+
+    def model_batched() -> None:
+        for group in batched_views:
+            model(group, text_bank)
+
     def loop(images: int = count) -> None:
         evaluate_benchmark(
             model, with_max_images(cfg, images), spec, cache, CPU, "benchmarks/throughput.py", progress=False
@@ -182,6 +191,7 @@ def loop_vs_model(setup: Setup, data: list[str], benchmark: str, images: int, re
     loop(1)
     functions = {
         "model": model_only,
+        "model_batched": model_batched,
         "loop": loop,
         "loop_flushed": loop_flushing_denormals,
         "loop_worker": loop_with_a_loader_worker,
@@ -195,6 +205,7 @@ def loop_vs_model(setup: Setup, data: list[str], benchmark: str, images: int, re
     return {
         **seconds,
         "images": count,
+        "batch_images": batch,
         "views": len(views[0]),
         "classes": len(prompts),
         "arch": cfg.backbone.arch,
@@ -238,17 +249,18 @@ def report(args: argparse.Namespace, loops: dict[str, dict], head: dict, load: t
         "",
         f"(a) evaluation loop vs model alone, variant full, synthetic {SPECS[args.benchmark].title} (96x128 images)",
         "",
-        "| setup | geometry | images | views/image | classes |",
-        "|---|---|---|---|---|",
+        "| setup | geometry | images | views/image | classes | eval.batch_images |",
+        "|---|---|---|---|---|---|",
     ]
     for name, row in loops.items():
         lines.append(
             f"| {name} ({row['arch']}) | {SETUPS[name].geometry} | {row['images']} | {row['views']} | "
-            f"{row['classes']} |"
+            f"{row['classes']} | {row['batch_images']} |"
         )
     lines += ["", "| setup | path | s/image | images/s | rate / model rate |", "|---|---|---|---|---|"]
     paths_ = {
-        "model": "model alone (views prebuilt)",
+        "model": "model alone (views prebuilt), one image per forward",
+        "model_batched": "model alone, eval.batch_images images per forward (as the loop runs it)",
         "loop": "evaluation loop (evaluate_benchmark)",
         "loop_flushed": "evaluation loop, denormals flushed to zero",
         "loop_worker": "evaluation loop, 1 loader worker decoding ahead (data.num_workers=1; start-up included)",

@@ -108,6 +108,8 @@ def experiment_config(data: dict[str, Any]) -> ExperimentConfig:
     ks = list(cfg.eval.recall_ks)
     if not ks or ks != sorted(set(ks)) or ks[0] < 1:
         raise ConfigError(f"eval.recall_ks {ks}: must be distinct K >= 1 in ascending order")
+    if cfg.eval.batch_images < 1:
+        raise ConfigError(f"eval.batch_images: must be >= 1, got {cfg.eval.batch_images}")
     if cfg.eval.sample_images < 0:
         raise ConfigError(f"eval.sample_images: must be >= 0, got {cfg.eval.sample_images}")
     return cfg

@@ -68,12 +68,14 @@ def test_throughput_prints_loop_model_and_head_rows(capsys):
     assert "device cpu" in out
     paths = {tuple(cells[:2]) for cells in (line.strip("|").split("|") for line in out.splitlines()) if len(cells) >= 2}
     paths = {(setup.strip(), path.strip()) for setup, path in paths}
-    assert ("tiny", "model alone (views prebuilt)") in paths
+    assert ("tiny", "model alone (views prebuilt), one image per forward") in paths
+    assert ("tiny", "model alone, eval.batch_images images per forward (as the loop runs it)") in paths
     assert ("tiny", "evaluation loop (evaluate_benchmark)") in paths
     if throughput.FLUSH_DENORMAL_SUPPORTED:
         assert ("tiny", "evaluation loop, denormals flushed to zero") in paths
     rows = table_rows(out)
-    assert rows["tiny (dcpclip-tiny)"][1:] == ["1", "5", "150"]  # images, views (4 windows + global), A-150
+    # images, views (4 windows + global), A-150, the offline profile's batch
+    assert rows["tiny (dcpclip-tiny)"][1:] == ["1", "5", "150", "8"]
     assert float(rows["zero_shot"][1]) == 1.0
     assert float(rows["full"][0]) > 0 and float(rows["encode_image alone"][0]) > 0
 

@@ -11,6 +11,7 @@ from dcpclip.engine.inference import (
     InferenceSettings,
     class_probabilities,
     infer,
+    predict_batch,
     predict_labels,
     pruner_recall,
     recall_at_k,
@@ -282,3 +283,31 @@ def test_recall_at_k_keeps_the_union_of_each_views_k_best_classes():
     # K=1 keeps {0, 5}: none; K=2 {0, 1, 4, 5}: 1; K=3 adds 2 and 3: all; K > C keeps all C
     assert curve == {1: 0.0, 2: pytest.approx(1 / 3), 3: 1.0, 10: 1.0}
     assert recall_at_k(presence, [1, 2], torch.full((2, 2), 255), ignore_value=255) is None
+
+
+@pytest.mark.parametrize("variant", ["full", "no_prune", "zero_shot"])
+@pytest.mark.parametrize("mode", ["sliding", "whole"])
+def test_a_batch_of_images_gets_the_labels_of_each_image_alone(variant, mode):
+    """eval.batch_images: the views of several images share one forward (whole mode: those of one padded
+    size), and every image gets the labels, kept classes and presence scores it gets alone."""
+    from dcpclip.model.build import build_model
+    from dcpclip.model.variants import variant_head
+
+    cfg = compose_config(["pretrain=none"])
+    torch.manual_seed(0)
+    model = build_model(cfg.backbone, variant_head(cfg.head, variant)).eval()
+    generator = torch.Generator().manual_seed(2)
+    text_bank = torch.nn.functional.normalize(torch.randn(150, model.backbone.embed_dim, generator=generator), dim=-1)
+    settings = InferenceSettings(mode, 64, 32, "ce", size_divisor=8)
+    sizes = [(96, 128), (96, 128), (96, 120), (100, 128)]  # whole mode: three padded sizes, one group of two
+    images = [torch.randn(3, *size, generator=generator) for size in sizes]
+    outputs = [(s[0] + 4, s[1] + 4) for s in sizes]
+    batched = predict_batch(model, images, text_bank, settings, outputs)
+    for image, size, together in zip(images, outputs, batched, strict=True):
+        alone = predict_labels(model, image, text_bank, settings, size)
+        assert torch.equal(together.labels, alone.labels) and together.views == alone.views
+        assert (together.kept is None) == (alone.kept is None)
+        if alone.kept is not None:
+            assert torch.equal(together.kept, alone.kept)
+        if alone.presence is not None:
+            assert torch.allclose(together.presence, alone.presence, atol=1e-5)

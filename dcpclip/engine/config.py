@@ -39,6 +39,7 @@ class EvalConfig:
     amp: bool = False
     recall_ks: tuple[int, ...] = (4, 8, 16, 32, 64, 128)  # K of the pruner's recall curve (recall@K)
     sample_images: int = 3  # the first images of each split whose predictions are kept (the report's grid)
+    batch_images: int = 1  # images whose views share one forward (their labels are the same as one by one)
 
 
 @dataclasses.dataclass(frozen=True)

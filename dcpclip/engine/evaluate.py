@@ -12,6 +12,7 @@ import math
 import time
 import warnings
 from collections import Counter
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Subset
@@ -24,7 +25,7 @@ from dcpclip.data.datasets import evaluation_dataset, read_class_names, read_ima
 from dcpclip.data.specs import SPECS, DatasetSpec
 from dcpclip.engine.checkpoint import load_trained_weights, run_status
 from dcpclip.engine.evaluator import SemSegEvaluator
-from dcpclip.engine.inference import InferenceSettings, predict_labels, pruner_recall, recall_at_k
+from dcpclip.engine.inference import InferenceSettings, predict_batch, pruner_recall, recall_at_k
 from dcpclip.environment import environment_stamp
 from dcpclip.errors import ExpectedError
 from dcpclip.model.build import run_model
@@ -83,6 +84,35 @@ def up_to_date(cfg: ExperimentConfig, benchmark: str) -> bool:
         return False
 
 
+def _batches(items: Iterable, size: int) -> Iterator[list]:
+    """`items` in lists of `size` (the last may be shorter)."""
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _recalls(cfg: ExperimentConfig, spec: DatasetSpec, item, prediction) -> tuple:
+    """(the pruner's recall on the image, its recall curve {K: recall}); (None, None) without a pruner."""
+    if not has_pruner(cfg.head) or prediction.kept is None:
+        return None, None
+    recall = pruner_recall(prediction.kept, item.label, spec.ignore_value, spec.prompt_to_label)
+    curve = None if prediction.presence is None else recall_at_k(
+        prediction.presence, cfg.eval.recall_ks, item.label, spec.ignore_value, spec.prompt_to_label)
+    return recall, curve
+
+
+def _sample(dataset, index: int, item, prediction) -> Sample:
+    """The image `index` as the report's grid shows it: the original picture (not the model's input), its
+    ground truth and the predicted labels, shrunk."""
+    image = read_image(dataset.samples[index].image)
+    return Sample(item.id, *shrink(image, item.label.numpy(), prediction.labels.cpu().numpy()))
+
+
 def evaluate_benchmark(model, cfg: ExperimentConfig, spec: DatasetSpec, cache: TextBankCache,
                        device: torch.device, command: str, progress: bool) -> tuple[EvalRecord, SampleSet]:
     prompts = read_class_names(cfg.data.root, spec)
@@ -95,23 +125,19 @@ def evaluate_benchmark(model, cfg: ExperimentConfig, spec: DatasetSpec, cache: T
     # data.num_workers processes decode and resize the next images while the model runs (0: in this process)
     loader = DataLoader(Subset(dataset, range(count)), batch_size=None, num_workers=cfg.data.num_workers,
                         pin_memory=device.type == "cuda")
-    views, began, samples = 0, time.perf_counter(), []
+    views, began, samples, done = 0, time.perf_counter(), [], 0
     name = f"{cfg.variant} seed{cfg.seed} {spec.title}"
-    for done, item in enumerate(tqdm(loader, total=count, desc=name, disable=not progress, leave=False), 1):
-        prediction = predict_labels(model, item.image.to(device), text_bank, settings,
-                                    tuple(item.label.shape), spec.prompt_to_label)
-        recall = curve = None
-        if has_pruner(cfg.head) and prediction.kept is not None:
-            recall = pruner_recall(prediction.kept, item.label, spec.ignore_value, spec.prompt_to_label)
-            if prediction.presence is not None:
-                curve = recall_at_k(prediction.presence, cfg.eval.recall_ks, item.label, spec.ignore_value,
-                                    spec.prompt_to_label)
-        evaluator.process(prediction.labels.cpu(), item.label, recall, curve)
-        if len(samples) < cfg.eval.sample_images:
-            image = read_image(dataset.samples[done - 1].image)  # the original picture, not the model's input
-            samples.append(Sample(item.id, *shrink(image, item.label.numpy(), prediction.labels.cpu().numpy())))
-        views = prediction.views
-        if not progress and (done % max(1, count // LOG_PARTS) == 0 or done == count):
+    items = tqdm(loader, total=count, desc=name, disable=not progress, leave=False)
+    for batch in _batches(items, cfg.eval.batch_images):  # the batch's views share one forward
+        predictions = predict_batch(model, [item.image.to(device) for item in batch], text_bank, settings,
+                                    [tuple(item.label.shape) for item in batch], spec.prompt_to_label)
+        for item, prediction in zip(batch, predictions, strict=True):
+            done += 1
+            views = prediction.views
+            if len(samples) < cfg.eval.sample_images:
+                samples.append(_sample(dataset, done - 1, item, prediction))
+            evaluator.process(prediction.labels.cpu(), item.label, *_recalls(cfg, spec, item, prediction))
+        if not progress and (done % max(1, count // LOG_PARTS) < len(batch) or done == count):
             rate = done / (time.perf_counter() - began)
             log.info(f"evaluate {name}: {done}/{count} images, {rate:.2f} images/s, "
                      f"ETA {datetime.timedelta(seconds=round((count - done) / rate))}")

@@ -5,14 +5,17 @@ Two modes (`EvalConfig.mode`):
   cat_seg/cat_seg_model.py), generalised from its 384/256 constants to any window and stride: the image is
   squashed (bilinear, aspect not kept) to a square of side `window + stride`, which holds exactly the 2 x 2
   windows of side `window` at offsets {0, stride}; one more global view is the image resized to
-  `window x window`. All five views go through the model as one batch. Each view's logits are resized
+  `window x window`. All five views go through the model as one batch (with the views of the other images
+  of an evaluation batch, `eval.batch_images`: every image's views have the window's size). Each view's
+  logits are resized
   (bilinear) to the view's size and turned into per-class probabilities; window probabilities are averaged
   where windows overlap, the global view's are resized to the square, and the two are averaged with equal
   weight. With window 384 and stride 256 this is CAT-Seg's 640 x 640 square. CAT-Seg normalises after
   cutting the views and we before; bilinear resizing is linear, so that order does not matter.
 - "whole", one pass over the whole image (SED's setting): the image is padded at the bottom and right with
   zeros (the mean colour after CLIP normalisation, as detectron2's `ImageList` pads) to a multiple of
-  `size_divisor` (the patch size), the logits are resized to the padded size and cropped back.
+  `size_divisor` (the patch size), the logits are resized to the padded size and cropped back. Images of
+  one batch whose padded sizes agree share a forward.
 
 Either way the merged probabilities are resized (bilinear, as detectron2's `sem_seg_postprocess`) to the
 original size, and the label is the argmax, mapped through the benchmark's prompt-to-label rule (PAS-20b:
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import torch
@@ -106,21 +110,64 @@ def class_probabilities(logits: torch.Tensor, seg_loss: str) -> torch.Tensor:
     raise ValueError(f"seg_loss {seg_loss!r}: expected 'ce' or 'bce'")
 
 
-@torch.no_grad()
 def infer(
     model: Model, image: torch.Tensor, text_bank: torch.Tensor, settings: InferenceSettings
 ) -> Inference:
     """image [3, h, w] (CLIP-normalised); text_bank [C, D] -> merged probabilities [C', h*, w*] of the
     classes carried past the model (`Inference.classes`)."""
-    if image.dim() != 3 or image.shape[0] != 3:
-        raise ValueError(f"expected one image [3, h, w], got {tuple(image.shape)}")
+    return infer_batch(model, [image], text_bank, settings)[0]
+
+
+@torch.no_grad()
+def infer_batch(
+    model: Model, images: Sequence[torch.Tensor], text_bank: torch.Tensor, settings: InferenceSettings
+) -> list[Inference]:
+    """Each image [3, h, w] as `infer` gives it, the views of images whose views agree in size (all of them
+    in sliding mode) going through the model in one forward."""
+    for image in images:
+        if image.dim() != 3 or image.shape[0] != 3:
+            raise ValueError(f"expected images [3, h, w], got {tuple(image.shape)}")
     # pruned classes' probabilities (logit -100 -> ~1e-44) are denormal floats, which x86 CPUs process
     # tens of times slower (8.6 s vs 0.17 s to resize one view's probabilities, benchmarks/throughput.py);
     # flushing them to zero cannot change an argmax whose winner has probability >= 1/C
     torch.set_flush_denormal(True)
-    if settings.mode == "sliding":
-        return _sliding_window(model, image, text_bank, settings)
-    return _whole_image(model, image, text_bank, settings)
+    views = [model_views(image, settings) for image in images]  # each [V, 3, s, s']
+    results: list[Inference | None] = [None] * len(images)
+    for group in _same_size(views):
+        batch = torch.cat([views[i] for i in group])  # [sum V, 3, s, s']
+        with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=settings.amp and batch.is_cuda):
+            output = model(batch, text_bank)
+        start = 0
+        for i in group:
+            count = len(views[i])
+            rows = output if len(group) == 1 else _view_rows(output, start, start + count, len(batch))
+            start += count
+            if settings.mode == "sliding":
+                results[i] = _sliding_merge(rows, views[i], text_bank.shape[0], settings)
+            else:
+                results[i] = _whole_crop(rows, views[i], text_bank.shape[0], tuple(images[i].shape[-2:]), settings)
+    return results
+
+
+def _same_size(views: Sequence[torch.Tensor]) -> list[list[int]]:
+    """Indices of `views` grouped by view size, in order of first appearance."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, image_views in enumerate(views):
+        groups.setdefault(tuple(image_views.shape[1:]), []).append(i)
+    return list(groups.values())
+
+
+def _view_rows(output, start: int, stop: int, batch: int):
+    """The rows start:stop (one image's views) of a model output over `batch` views: every tensor field
+    whose first dimension is the batch, sliced; a dataclass stays its own type."""
+    def rows(value):
+        return value[start:stop] if isinstance(value, torch.Tensor) and value.dim() and len(value) == batch else value
+
+    if dataclasses.is_dataclass(output):
+        return dataclasses.replace(output, **{f.name: rows(getattr(output, f.name))
+                                              for f in dataclasses.fields(output) if f.init})
+    return SimpleNamespace(**{name: rows(getattr(output, name)) for name in ("logits", "kept", "presence_logits")
+                              if hasattr(output, name)})
 
 
 def predict_labels(
@@ -133,13 +180,27 @@ def predict_labels(
 ) -> Prediction:
     """A prepared (resized, normalised) image [3, h, w] -> labels [H, W] at `output_size` (the original
     image size). `prompt_to_label` maps prompt indices to label indices (`DatasetSpec.prompt_to_label`)."""
-    result = infer(model, image, text_bank, settings)
-    labels = resized_argmax(result.probabilities, output_size)
-    if result.classes is not None:
-        labels = result.classes[labels]  # rows -> vocabulary indices
-    if prompt_to_label is not None:
-        labels = prompt_to_label(labels)
-    return Prediction(labels, result.views, result.kept, result.presence)
+    return predict_batch(model, [image], text_bank, settings, [output_size], prompt_to_label)[0]
+
+
+def predict_batch(
+    model: Model,
+    images: Sequence[torch.Tensor],
+    text_bank: torch.Tensor,
+    settings: InferenceSettings,
+    output_sizes: Sequence[tuple[int, int]],
+    prompt_to_label: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> list[Prediction]:
+    """`predict_labels` of each image (its original size in `output_sizes`), through `infer_batch`."""
+    predictions = []
+    for result, size in zip(infer_batch(model, images, text_bank, settings), output_sizes, strict=True):
+        labels = resized_argmax(result.probabilities, size)
+        if result.classes is not None:
+            labels = result.classes[labels]  # rows -> vocabulary indices
+        if prompt_to_label is not None:
+            labels = prompt_to_label(labels)
+        predictions.append(Prediction(labels, result.views, result.kept, result.presence))
+    return predictions
 
 
 def pruner_recall(
@@ -154,10 +215,7 @@ def pruner_recall(
     present = torch.unique(target[target != ignore_value]).cpu()
     if present.numel() == 0:
         return None
-    kept_labels = kept.nonzero()[:, 0].cpu()
-    if prompt_to_label is not None:
-        kept_labels = prompt_to_label(kept_labels)
-    return float(torch.isin(present, kept_labels).double().mean())
+    return _share_kept(kept.cpu(), present, _label_of_prompt(len(kept), prompt_to_label))
 
 
 def recall_at_k(
@@ -170,16 +228,33 @@ def recall_at_k(
     """presence [V, C] per-view class-presence scores -> {K: the pruner's recall had it kept each view's
     K best classes} (K above C keeps all C); None for an image without labelled pixels. Ties are broken
     as the pruner breaks them (`topk`), so K = head.top_k gives `pruner_recall` of the kept classes."""
+    present = torch.unique(target[target != ignore_value]).cpu()
+    if present.numel() == 0:
+        return None
+    presence = presence.cpu()
     num_classes = presence.shape[1]
+    label_of_prompt = _label_of_prompt(num_classes, prompt_to_label)
     recalls = {}
     for k in ks:
-        kept = torch.zeros(num_classes, dtype=torch.bool, device=presence.device)
+        kept = torch.zeros(num_classes, dtype=torch.bool)
         kept[presence.topk(min(k, num_classes), dim=1).indices.reshape(-1)] = True
-        recall = pruner_recall(kept, target, ignore_value, prompt_to_label)
-        if recall is None:
-            return None
-        recalls[k] = recall
+        recalls[k] = _share_kept(kept, present, label_of_prompt)
     return recalls
+
+
+def _label_of_prompt(num_prompts: int, prompt_to_label: Callable[[torch.Tensor], torch.Tensor] | None):
+    """[C] the label each prompt index produces."""
+    prompts = torch.arange(num_prompts)
+    return prompts if prompt_to_label is None else prompt_to_label(prompts)
+
+
+def _share_kept(kept: torch.Tensor, present: torch.Tensor, label_of_prompt: torch.Tensor) -> float:
+    """kept [C] bool over prompts, present [P] label indices -> the share of `present` some kept prompt
+    produces (an index per call, where a set intersection would sort)."""
+    size = max(int(label_of_prompt.max()), int(present.max())) + 1
+    producible = torch.zeros(size, dtype=torch.bool)
+    producible[label_of_prompt[kept]] = True
+    return float(producible[present].double().mean())
 
 
 def resized_argmax(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -201,15 +276,13 @@ def resized_argmax(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return best_index
 
 
-def _run(
-    model: Model, views: torch.Tensor, text_bank: torch.Tensor, amp: bool
+def _carried(
+    output, views: torch.Tensor, num_classes: int
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """views [V, 3, s, s'] -> (logits resized to the views' size [V, C', s, s'] of the classes carried on,
-    those classes [C'] (None: all C), [C] bool kept by any view (None: the model reports no pruning),
-    the pruner's presence scores [V, C] fp32 (None: the model reports none))."""
-    with torch.autocast(views.device.type, dtype=torch.bfloat16, enabled=amp and views.is_cuda):
-        output = model(views, text_bank)
-    num_views, num_classes = views.shape[0], text_bank.shape[0]
+    """The model's output on one image's views [V, 3, s, s'] -> (logits resized to the views' size
+    [V, C', s, s'] of the classes carried on, those classes [C'] (None: all C), [C] bool kept by any view
+    (None: the model reports no pruning), the pruner's presence scores [V, C] fp32 (None: none reported))."""
+    num_views = views.shape[0]
     if hasattr(output, "kept_logits_at_input"):
         logits, classes, kept = _union_of_kept(output, num_views, num_classes)
     else:
@@ -280,20 +353,23 @@ def _offsets(stride: int) -> list[tuple[int, int]]:
     return [(top, left) for top in (0, stride) for left in (0, stride)]
 
 
-def _whole_image(model: Model, image: torch.Tensor, text_bank: torch.Tensor, settings: InferenceSettings):
-    _, height, width = image.shape
-    padded = model_views(image, settings)  # [1, 3, h+, w+]
-    logits, classes, kept, presence = _run(model, padded, text_bank, settings.amp)  # [1, C', h+, w+]
+def _whole_crop(output, views: torch.Tensor, num_classes: int, size: tuple[int, int],
+                settings: InferenceSettings) -> Inference:
+    """The output on the padded image (views [1, 3, h+, w+]) -> its probabilities cropped to the image's
+    `size` (h, w): [C', h, w]."""
+    logits, classes, kept, presence = _carried(output, views, num_classes)  # [1, C', h+, w+]
+    height, width = size
     probabilities = class_probabilities(logits[:, :, :height, :width], settings.seg_loss)[0]  # [C', h, w]
     return Inference(probabilities, 1, kept, classes, presence)
 
 
-def _sliding_window(model: Model, image: torch.Tensor, text_bank: torch.Tensor, settings: InferenceSettings):
+def _sliding_merge(output, views: torch.Tensor, num_classes: int, settings: InferenceSettings) -> Inference:
+    """The output on the 2 x 2 windows and the global view (views [5, 3, window, window]) -> the merged
+    probabilities [C', S, S]."""
+    logits, classes, kept, presence = _carried(output, views, num_classes)  # [5, C', window, window]
     window, stride = settings.window, settings.stride
     side = window + stride
     offsets = _offsets(stride)
-    views = model_views(image, settings)  # [5, 3, window, window]
-    logits, classes, kept, presence = _run(model, views, text_bank, settings.amp)  # [5, C', window, window]
     probabilities = class_probabilities(logits, settings.seg_loss)
     del logits  # without pruning, 847 classes at 384 x 384 are 2.5 GB
 
@@ -306,4 +382,4 @@ def _sliding_window(model: Model, image: torch.Tensor, text_bank: torch.Tensor, 
         probabilities[-1:], size=(side, side), mode="bilinear", align_corners=False
     )[0]  # [C', S, S]
     merged = summed.div_(covered).add_(global_probabilities).div_(2)  # in place: [C', S, S] can be large
-    return Inference(merged, len(views), kept, classes, presence)
+    return Inference(merged, len(probabilities), kept, classes, presence)
