@@ -137,15 +137,21 @@ def infer_batch(
         batch = torch.cat([views[i] for i in group])  # [sum V, 3, s, s']
         with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=settings.amp and batch.is_cuda):
             output = model(batch, text_bank)
-        start = 0
+        carried, start = [], 0
         for i in group:
             count = len(views[i])
             rows = output if len(group) == 1 else _view_rows(output, start, start + count, len(batch))
             start += count
+            carried.append([_carried(rows, views[i], text_bank.shape[0])])  # a holder the merge empties
+        # the carried logits are all that is left of the output; each merge takes its image's out of its
+        # holder, so they are freed as soon as their probabilities exist (zero_shot's are the output's own,
+        # 2.5 GB at C = 847 and 384 x 384)
+        del output, rows
+        for i, holder in zip(group, carried, strict=True):
             if settings.mode == "sliding":
-                results[i] = _sliding_merge(rows, views[i], text_bank.shape[0], settings)
+                results[i] = _sliding_merge(holder, settings)
             else:
-                results[i] = _whole_crop(rows, views[i], text_bank.shape[0], tuple(images[i].shape[-2:]), settings)
+                results[i] = _whole_crop(holder, tuple(images[i].shape[-2:]), settings)
     return results
 
 
@@ -231,13 +237,13 @@ def recall_at_k(
     present = torch.unique(target[target != ignore_value]).cpu()
     if present.numel() == 0:
         return None
-    presence = presence.cpu()
     num_classes = presence.shape[1]
     label_of_prompt = _label_of_prompt(num_classes, prompt_to_label)
     recalls = {}
     for k in ks:
         kept = torch.zeros(num_classes, dtype=torch.bool)
-        kept[presence.topk(min(k, num_classes), dim=1).indices.reshape(-1)] = True
+        # on the scores' own device, as the pruner ranked them: duplicate class names tie exactly
+        kept[presence.topk(min(k, num_classes), dim=1).indices.reshape(-1).cpu()] = True
         recalls[k] = _share_kept(kept, present, label_of_prompt)
     return recalls
 
@@ -290,6 +296,8 @@ def _carried(
     if tuple(logits.shape[-2:]) != tuple(views.shape[-2:]):
         logits = F.interpolate(logits.float(), size=views.shape[-2:], mode="bilinear", align_corners=False)
     presence = getattr(output, "presence_logits", None)
+    if presence is not None and tuple(presence.shape) != (num_views, num_classes):
+        raise ValueError(f"model presence scores {tuple(presence.shape)}: expected [{num_views}, {num_classes}]")
     return logits.float(), classes, kept, None if presence is None else presence.float()
 
 
@@ -353,20 +361,19 @@ def _offsets(stride: int) -> list[tuple[int, int]]:
     return [(top, left) for top in (0, stride) for left in (0, stride)]
 
 
-def _whole_crop(output, views: torch.Tensor, num_classes: int, size: tuple[int, int],
-                settings: InferenceSettings) -> Inference:
-    """The output on the padded image (views [1, 3, h+, w+]) -> its probabilities cropped to the image's
+def _whole_crop(holder: list, size: tuple[int, int], settings: InferenceSettings) -> Inference:
+    """[`_carried` of the padded image, logits [1, C', h+, w+]] -> its probabilities cropped to the image's
     `size` (h, w): [C', h, w]."""
-    logits, classes, kept, presence = _carried(output, views, num_classes)  # [1, C', h+, w+]
+    logits, classes, kept, presence = holder.pop()
     height, width = size
     probabilities = class_probabilities(logits[:, :, :height, :width], settings.seg_loss)[0]  # [C', h, w]
     return Inference(probabilities, 1, kept, classes, presence)
 
 
-def _sliding_merge(output, views: torch.Tensor, num_classes: int, settings: InferenceSettings) -> Inference:
-    """The output on the 2 x 2 windows and the global view (views [5, 3, window, window]) -> the merged
+def _sliding_merge(holder: list, settings: InferenceSettings) -> Inference:
+    """[`_carried` of the 2 x 2 windows and the global view, logits [5, C', window, window]] -> the merged
     probabilities [C', S, S]."""
-    logits, classes, kept, presence = _carried(output, views, num_classes)  # [5, C', window, window]
+    logits, classes, kept, presence = holder.pop()
     window, stride = settings.window, settings.stride
     side = window + stride
     offsets = _offsets(stride)
