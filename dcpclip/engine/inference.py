@@ -218,8 +218,8 @@ def pruner_recall(
     """Share of the labels present in `target` [H, W] that the kept prompts `kept` [C] bool can produce
     (through `prompt_to_label`: on PAS-20b any kept context prompt keeps the background label).
     None for an image without labelled pixels."""
-    present = torch.unique(target[target != ignore_value]).cpu()
-    if present.numel() == 0:
+    present = _present_labels(target, ignore_value)
+    if present is None:
         return None
     return _share_kept(kept.cpu(), present, _label_of_prompt(len(kept), prompt_to_label))
 
@@ -234,8 +234,8 @@ def recall_at_k(
     """presence [V, C] per-view class-presence scores -> {K: the pruner's recall had it kept each view's
     K best classes} (K above C keeps all C); None for an image without labelled pixels. Ties are broken
     as the pruner breaks them (`topk`), so K = head.top_k gives `pruner_recall` of the kept classes."""
-    present = torch.unique(target[target != ignore_value]).cpu()
-    if present.numel() == 0:
+    present = _present_labels(target, ignore_value)
+    if present is None:
         return None
     num_classes = presence.shape[1]
     label_of_prompt = _label_of_prompt(num_classes, prompt_to_label)
@@ -246,6 +246,12 @@ def recall_at_k(
         kept[presence.topk(min(k, num_classes), dim=1).indices.reshape(-1).cpu()] = True
         recalls[k] = _share_kept(kept, present, label_of_prompt)
     return recalls
+
+
+def _present_labels(target: torch.Tensor, ignore_value: int) -> torch.Tensor | None:
+    """[P] the label indices `target` [H, W] holds, on the CPU; None when no pixel is labelled."""
+    present = torch.unique(target[target != ignore_value]).cpu()
+    return present if present.numel() else None
 
 
 def _label_of_prompt(num_prompts: int, prompt_to_label: Callable[[torch.Tensor], torch.Tensor] | None):

@@ -99,6 +99,10 @@ def _joined(values) -> str:
     return " / ".join(str(v) for v in dict.fromkeys(values))
 
 
+def _resolutions(records: Sequence[FlopsRecord]) -> str:
+    return _joined(f"{r.resolution[0]}×{r.resolution[1]}" for r in records)
+
+
 def inference_conditions(records: Sequence[EvalRecord]) -> str:
     settings = []
     for r in records:
@@ -113,7 +117,7 @@ def cost_conditions(records: Sequence[FlopsRecord]) -> str:
     included = frozenset(r.text_encoder_included for r in records)
     text = {frozenset({False}): "excluded (its embeddings are cached once per vocabulary)",
             frozenset({True}): "included"}.get(included, "included in some records only")
-    resolutions = _joined(f"{r.resolution[0]}×{r.resolution[1]}" for r in records)
+    resolutions = _resolutions(records)
     return (
         "fvcore counts one multiply-add as one FLOP, so these are GMACs (the field's tables call them "
         f"GFLOPs). Per image, mean ± std over {_joined(r.num_images for r in records)} evaluation images per "
@@ -147,7 +151,7 @@ def _ablations(inputs: _Inputs) -> list[str]:
     cost_profile, cost_arch = ((PAPER_ARCH_PROFILE, inputs.paper_archs[0]) if inputs.paper_archs
                                else (inputs.profile, inputs.flops_arch))
     counted = inputs.flops(cost_profile, cost_arch)
-    geometry = (f"`{cost_arch}` at {_joined(f'{r.resolution[0]}×{r.resolution[1]}' for r in counted)}, "
+    geometry = (f"`{cost_arch}` at {_resolutions(counted)}, "
                 f"{_joined(r.views for r in counted)} views per image" if counted else f"`{cost_arch or GAP}`")
     offline = " (counted offline with random weights: cost depends on the architecture, not the weights)" \
         if cost_profile == PAPER_ARCH_PROFILE else ""

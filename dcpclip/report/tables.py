@@ -46,6 +46,17 @@ def gmacs(mean: float, std: float = 0.0) -> str:
     return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if round(std, digits) else "")
 
 
+def seed_range(cells: dict, variant: str) -> str:
+    """"2" or "1–3": the seeds behind `variant`'s cells (benchmarks may differ), GAP without any."""
+    counts = sorted({cells[variant, b][2] for b in BENCHMARK_KEYS if (variant, b) in cells})
+    return GAP if not counts else "–".join(map(str, dict.fromkeys([counts[0], counts[-1]])))
+
+
+def distinct_counts(values) -> str:
+    """Parameter counts as "1,234" (several distinct values all shown, " / " apart), GAP without any."""
+    return " / ".join(f"{int(v):,}" for v in sorted(set(values))) or GAP
+
+
 def benchmark_headers(records: Sequence[EvalRecord], profile: str) -> list[str]:
     """"A-847 (8 img)": each benchmark's title with the images its evaluations scored (several counts are
     all shown); the bare title where nothing was evaluated."""
@@ -83,12 +94,12 @@ def _benchmark_mean(summary: pd.DataFrame, profile: str, variant: str, cells: di
 
 def what_it_tests(variant: str) -> str:
     """The registry's head delta and what the ablation measures: "`prune=false`: the cost and ..."."""
+    parts = [VARIANTS[p] for p in variant.split("+") if p in VARIANTS]
+    delta = ", ".join(f"`{k}={json.dumps(v)}`" for part in parts for k, v in part.delta.items())
     if variant not in VARIANTS:  # a combination: its parts' deltas
-        parts = [VARIANTS[p] for p in variant.split("+") if p in VARIANTS]
-        return ", ".join(f"`{k}={json.dumps(v)}`" for part in parts for k, v in part.delta.items()) or GAP
-    entry = VARIANTS[variant]
-    delta = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in entry.delta.items())
-    return f"{delta}: {entry.tests}" if delta else entry.tests
+        return delta or GAP
+    tests = VARIANTS[variant].tests
+    return f"{delta}: {tests}" if delta else tests
 
 
 def ablation_table(summary: pd.DataFrame, profile: str, variants: Sequence[str], cost_profile: str,
@@ -109,8 +120,7 @@ def ablation_table(summary: pd.DataFrame, profile: str, variants: Sequence[str],
     reference_mean = six_benchmark_mean(reference)
     rows = []
     for variant in variants:
-        counts = sorted({cells[variant, b][2] for b in BENCHMARK_KEYS if (variant, b) in cells})
-        seeds = GAP if not counts else "–".join(map(str, dict.fromkeys([counts[0], counts[-1]])))
+        seeds = seed_range(cells, variant)
         mean = six_benchmark_mean(variant)
         if variant == reference or mean is None or reference_mean is None:
             delta = "reference" if variant == reference and mean is not None else GAP
@@ -119,7 +129,7 @@ def ablation_table(summary: pd.DataFrame, profile: str, variants: Sequence[str],
         head = select(summary, profile=cost_profile, arch=cost_arch, variant=variant, metric="params_head")["value"]
         rows.append([f"`{variant}`", what_it_tests(variant), seeds, GAP if mean is None else mean_std(*mean), delta,
                      *(gmacs(cost[variant, b][0]) if (variant, b) in cost else GAP for b in (small, large)),
-                     " / ".join(f"{int(v):,}" for v in sorted(set(head))) or GAP])
+                     distinct_counts(head)])
     headers = ["variant", "what it tests", "seeds", "mIoU (six-benchmark mean)", f"Δ vs `{reference}`",
                f"GMACs C={SMALL_VOCABULARY}", f"GMACs C={LARGE_VOCABULARY}", "head parameters"]
     return markdown_table(headers, rows, "llrrrrrr")
@@ -130,8 +140,7 @@ def miou_table(summary: pd.DataFrame, profile: str, variants: Sequence[str],
     cells = _cells(summary, "mIoU", profile)
     rows = []
     for variant in variants:
-        counts = sorted({cells[variant, b][2] for b in BENCHMARK_KEYS if (variant, b) in cells})
-        seeds = GAP if not counts else "–".join(map(str, dict.fromkeys([counts[0], counts[-1]])))
+        seeds = seed_range(cells, variant)
         row = [f"`{variant}`", seeds]
         row += [mean_std(*cells[variant, b]) if (variant, b) in cells else GAP for b in BENCHMARK_KEYS]
         complete = all((variant, b) in cells for b in BENCHMARK_KEYS)
@@ -174,7 +183,7 @@ def params_table(summary: pd.DataFrame, profile: str, arch: str, variants: Seque
         row = [f"`{variant}`"]
         for metric in ("params_total", "params_trainable", "params_head"):
             values = select(summary, profile=profile, arch=arch, variant=variant, metric=metric)["value"]
-            row.append(" / ".join(f"{int(v):,}" for v in sorted(set(values))) or GAP)
+            row.append(distinct_counts(values))
         rows.append(row)
     return markdown_table(["variant", "parameters", "trainable", "head (outside CLIP)"], rows)
 
