@@ -6,7 +6,8 @@ that are missing or were counted for another config or code.
 
 Weights do not change the count (pruning keeps a fixed K = min(top_k, C) classes), so the model is the
 run's layout with random initialisation and no checkpoint is needed. Views of the same shape cost the
-same, so each distinct view shape is traced once; the mean and std are over the `eval.flops_images`
+same, so each distinct view shape is traced once per vocabulary size (PC-59 and PAS-20b share their 59
+prompts, and so their count); the mean and std are over the `eval.flops_images`
 images (std is 0 in sliding mode, where every image becomes the same five views). The text encoder is
 excluded: the text bank is computed once per vocabulary and cached.
 """
@@ -32,25 +33,26 @@ from dcpclip.train_cost import count_train_step
 TRAIN_STEP = "train step"  # the outcome key of the train-step record
 
 
-def count_benchmark(model, cfg: ExperimentConfig, spec: DatasetSpec) -> tuple[list[float], FlopCount]:
-    """GMACs of each of the first `eval.flops_images` evaluation images; the last count's details."""
+def count_benchmark(model, cfg: ExperimentConfig, spec: DatasetSpec,
+                    counted: dict[tuple, FlopCount]) -> tuple[list[float], FlopCount]:
+    """GMACs of each of the first `eval.flops_images` evaluation images; the last count's details.
+    `counted` holds the counts of this model by (views shape, vocabulary size), shared between benchmarks."""
     settings = InferenceSettings.from_config(cfg.eval, cfg.backbone.image_size, cfg.head.seg_loss,
                                              model.backbone.patch_size)
     dataset = evaluation_dataset(cfg.data.root, spec, cfg.eval.short_side, cfg.eval.max_long_side)
     bank = random_text_bank(spec.num_prompts, model.backbone.embed_dim)  # [C, D]
-    by_shape: dict[tuple, FlopCount] = {}
     per_image = []
     for index in range(min(len(dataset), cfg.eval.flops_images)):
         image = dataset[index].image  # [3, h, w] at the evaluation resolution
         views = model_views(image, settings)  # [V, 3, h', w'], all of one shape
-        if tuple(views.shape) not in by_shape:
+        key = (tuple(views.shape), spec.num_prompts)
+        if key not in counted:
             # the model's cost is linear in the batch (no op mixes views), so one view is traced and
             # multiplied by V: the same number as tracing all V at a V-th of the time
             one = count_gmacs(model, views[:1], bank, cross_check=False)
-            by_shape[tuple(views.shape)] = dataclasses.replace(one, gmacs=one.gmacs * len(views),
-                                                               views=len(views))
-        per_image.append(by_shape[tuple(views.shape)].gmacs)
-    return per_image, by_shape[tuple(views.shape)]
+            counted[key] = dataclasses.replace(one, gmacs=one.gmacs * len(views), views=len(views))
+        per_image.append(counted[key].gmacs)
+    return per_image, counted[key]
 
 
 def flops_record(cfg: ExperimentConfig, profile: str, spec: DatasetSpec, per_image: list[float],
@@ -144,13 +146,14 @@ def count_records(cfg: ExperimentConfig, profile: str, record_path, command: str
     if not stale:
         return outcome
     model = run_model(cfg.backbone, cfg.head, cfg.seed)
+    counted: dict[tuple, FlopCount] = {}
     for key in stale:
         if key == TRAIN_STEP:
             step = train_step_record(model, cfg, profile, command)
             write_record(step, paths.train_step_record_path(cfg, profile))
             outcome[key] = round(step.step_gmacs, 3)
             continue
-        per_image, count = count_benchmark(model, cfg, SPECS[key])
+        per_image, count = count_benchmark(model, cfg, SPECS[key], counted)
         write_record(flops_record(cfg, profile, SPECS[key], per_image, count, command), record_path(cfg, key))
         outcome[key] = round(statistics.fmean(per_image), 3)
     return outcome

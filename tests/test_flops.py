@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -6,13 +7,24 @@ import torch.nn.functional as F
 from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
-from dcpclip.flops import MATMUL_OPERATORS, SegmenterLogits, count_gmacs, flop_counter_macs, fvcore_count
+from dcpclip import flop_records, flops
+from dcpclip.data.specs import SPECS
+from dcpclip.flops import (
+    MATMUL_OPERATORS,
+    SegmenterLogits,
+    count_gmacs,
+    flop_counter_macs,
+    fvcore_count,
+    random_text_bank,
+)
 from dcpclip.model.backbone import build_backbone
-from dcpclip.model.build import build_model
+from dcpclip.model.build import build_model, run_model
 from dcpclip.model.config import BackboneConfig
 from dcpclip.model.trainable import packed_projections, set_trainable
 from dcpclip.model.variants import VARIANTS, variant_head
+from experiments import fetch, prepare
 from experiments.compose import compose_config
+from experiments.flops import paper_arch_config
 
 # fvcore multiply-adds per image (64x64, one view) for C = 20 / 171 / 847, parameters total / trainable.
 # Computed once with dcpclip.flops.count_gmacs; any change to the architecture must update them knowingly.
@@ -166,3 +178,48 @@ def test_head_config_is_untouched_by_counting(tiny):
     count_gmacs(model, torch.randn(1, 3, 64, 64), bank(20))
     assert model.training  # restored after counting in eval mode
     assert dataclasses.is_dataclass(tiny[1])
+
+
+def counts_at(precision_is_bfloat16: bool, monkeypatch, model, views, text_bank, tokens, cross_check=True):
+    monkeypatch.setattr(flops, "native_bfloat16_cpu", lambda: precision_is_bfloat16)
+    assert isinstance(flops.counting_precision(), torch.autocast) == precision_is_bfloat16
+    return count_gmacs(model, views, text_bank, text_tokens=tokens, cross_check=cross_check)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_counting_under_bfloat16_autocast_gives_the_float32_count_exactly(tiny, variant, monkeypatch):
+    model = tiny_model(tiny, variant)
+    views, prompts = torch.randn(2, 3, 64, 64), torch.randint(1, 1000, (20, 9))
+    for num_classes in (20, 847):
+        exact = counts_at(False, monkeypatch, model, views, bank(num_classes), prompts)
+        assert counts_at(True, monkeypatch, model, views, bank(num_classes), prompts) == exact, (variant, num_classes)
+
+
+@pytest.mark.slow
+def test_counting_under_bfloat16_autocast_gives_the_float32_count_at_the_paper_geometry(monkeypatch):
+    cfg = paper_arch_config(compose_config(["variant=full"]), "vitb16")  # ViT-B/16, 384 windows, K = 32
+    model = run_model(cfg.backbone, cfg.head, cfg.seed)
+    views, text_bank = torch.randn(1, 3, 384, 384), random_text_bank(847, model.backbone.embed_dim)
+    exact = counts_at(False, monkeypatch, model, views, text_bank, None, cross_check=False)
+    assert exact.kept_classes == 32 and exact.num_classes == 847
+    assert counts_at(True, monkeypatch, model, views, text_bank, None, cross_check=False) == exact
+
+
+def test_benchmarks_sharing_a_vocabulary_size_and_view_shape_are_counted_once(monkeypatch, tmp_path):
+    overrides = [f"data.raw_root={tmp_path}/raw", f"data.root={tmp_path}/prepared", "data.benchmarks=[pc59,pas20b]",
+                 "eval.max_images=1", "eval.flops_images=1", "pretrain=none", "count_paper_arch=null"]
+    for stage in (fetch, prepare):
+        assert stage.main([*overrides, "--datasets", "pc59", "pas20b"]) == 0
+    cfg = compose_config(overrides)
+    assert SPECS["pc59"].num_prompts == SPECS["pas20b"].num_prompts == 59
+    traced = []  # the vocabulary size of each traced count
+
+    def counting(model, views, text_bank, **options):
+        traced.append(text_bank.shape[0])
+        return count_gmacs(model, views, text_bank, **options)
+
+    monkeypatch.setattr(flop_records, "count_gmacs", counting)
+    outcome = flop_records.count_records(cfg, cfg.profile, lambda _, key: tmp_path / f"{key}.json", "test")
+    assert outcome["pc59"] == outcome["pas20b"] and traced.count(59) == 1
+    pc59, pas20b = (json.loads((tmp_path / f"{key}.json").read_text()) for key in ("pc59", "pas20b"))
+    assert (pc59["gmacs_mean"], pc59["num_classes"]) == (pas20b["gmacs_mean"], pas20b["num_classes"])
