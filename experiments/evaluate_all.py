@@ -12,6 +12,7 @@ import sys
 from dcpclip import paths
 from dcpclip.data.specs import SPECS
 from dcpclip.engine.evaluate import up_to_date
+from dcpclip.model.config import carried_classes
 from dcpclip.model.variants import variant_override
 from experiments.compose import compose_config, compose_variant
 from experiments.evaluate import evaluate_job
@@ -28,7 +29,8 @@ def evaluation_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
             cfg = compose_variant([*overrides, f"seed={seed}"], variant)
             for key in base.data.benchmarks:
                 jobs.append(Job(f"{variant} seed{seed} {SPECS[key].title}", reference(evaluate_job),
-                                (*run, f"data.benchmarks=[{key}]"), str(paths.eval_record_path(cfg, key))))
+                                (*run, f"data.benchmarks=[{key}]"), str(paths.eval_record_path(cfg, key)),
+                                carried_classes(cfg.head, SPECS[key].num_prompts)))
                 pending.append(not up_to_date(cfg, key))
     return jobs, pending
 

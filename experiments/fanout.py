@@ -39,6 +39,8 @@ class Job:
     function: str  # "module:function", called as function(overrides) -> dict
     overrides: tuple[str, ...]
     where: str = ""  # what it writes (a run folder, a record), named when it finishes
+    cost: float = 0.0  # its relative size: a stage starts the costliest pending jobs first, so that the
+    # longest (no_prune's) does not start last and run alone at the end
 
     def command(self) -> str:
         module, function = self.function.split(":")
@@ -171,8 +173,10 @@ def run_jobs(jobs: list[Job], resources: Resources, storage: Path, stage: str) -
 def run_stage(stage: str, jobs: list[Job], pending: list[bool], resources: Resources, storage: Path) -> int:
     """Run the pending jobs in parallel, print one line per job, and return the exit code: 0 when every
     job succeeded; else 2 when every failure was an expected one, 1 when one was a bug, naming each failed
-    job with its error and the command that reruns it alone."""
-    todo = [job for job, is_pending in zip(jobs, pending, strict=True) if is_pending]
+    job with its error and the command that reruns it alone. The pending jobs start costliest first (in
+    plan order among equals)."""
+    todo = sorted((job for job, is_pending in zip(jobs, pending, strict=True) if is_pending),
+                  key=lambda job: -job.cost)
     for job, is_pending in zip(jobs, pending, strict=True):
         if not is_pending:
             print(f"{stage}: {job.name}: up to date", flush=True)

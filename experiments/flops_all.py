@@ -11,7 +11,9 @@ from __future__ import annotations
 import sys
 
 from dcpclip import paths
+from dcpclip.data.specs import SPECS
 from dcpclip.flop_records import stale_counts
+from dcpclip.model.config import carried_classes
 from dcpclip.model.variants import variant_override
 from dcpclip.profiles import PAPER_ARCH_PROFILE
 from experiments.compose import compose_config, compose_variant
@@ -33,7 +35,8 @@ def flops_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
             stale += stale_counts(paper, PAPER_ARCH_PROFILE, paths.paper_arch_flops_record_path)
         job_overrides = (*overrides, variant_override(variant), *extra)
         where = paths.flops_record_path(cfg, "<benchmark>").parent  # its records; paper-arch ones beside
-        jobs.append(Job(variant, reference(flops_job), job_overrides, str(where)))
+        cost = carried_classes(cfg.head, max(SPECS[key].num_prompts for key in cfg.data.benchmarks))
+        jobs.append(Job(variant, reference(flops_job), job_overrides, str(where), cost))
         pending.append(bool(stale))
     return jobs, pending
 

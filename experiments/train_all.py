@@ -13,7 +13,9 @@ from __future__ import annotations
 import sys
 
 from dcpclip import paths
+from dcpclip.data.specs import SPECS
 from dcpclip.engine.checkpoint import run_status
+from dcpclip.model.config import carried_classes
 from dcpclip.model.variants import variant_override, variant_trains
 from experiments.compose import compose_config, compose_variant
 from experiments.failures import entry_point
@@ -31,7 +33,9 @@ def training_jobs(overrides: list[str]) -> tuple[list[Job], list[bool]]:
         for seed in base.grid.seeds:
             job_overrides = (*overrides, variant_override(variant), f"seed={seed}")
             cfg = compose_variant([*overrides, f"seed={seed}"], variant)
-            jobs.append(Job(f"{variant} seed{seed}", reference(train_job), job_overrides, str(paths.run_dir(cfg))))
+            cost = carried_classes(cfg.head, SPECS[cfg.data.train_dataset].num_prompts)
+            jobs.append(Job(f"{variant} seed{seed}", reference(train_job), job_overrides, str(paths.run_dir(cfg)),
+                            cost))
             pending.append(run_status(paths.run_dir(cfg), paths.training_fingerprint(cfg)) != "done")
     return jobs, pending
 

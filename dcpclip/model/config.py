@@ -70,6 +70,13 @@ class HeadConfig:
 
 
 
+def carried_classes(head: HeadConfig, vocabulary: int) -> int:
+    """Classes per view the model carries past recognition on a vocabulary of `vocabulary` prompts: K =
+    min(top_k, C) when it prunes, every C otherwise (`no_prune`'s head, `zero_shot`'s dense logits); what
+    its fine stages' cost grows with."""
+    return min(head.top_k, vocabulary) if has_pruner(head) else vocabulary
+
+
 def has_pruner(head: HeadConfig) -> bool:
     """Whether the model built from `head` prunes to K classes (`no_prune` keeps all C; `zero_shot` builds
     no head)."""
