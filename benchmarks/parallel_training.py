@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def prepare_training_set(folder: Path) -> list[str]:
     """Fetch and prepare the synthetic COCO-Stuff under `folder`; returns the data overrides."""
-    data = [f"data.raw_root={folder}/raw", f"data.root={folder}/prepared"]
+    data = [f"data.raw_root={folder}/raw", f"data.extract_root={folder}/extracted", f"data.root={folder}/prepared"]
     for stage in (fetch, prepare):
         if stage.main([*data, "--datasets", "coco_stuff"]) != 0:
             raise RuntimeError(f"{stage.__name__} failed for the synthetic COCO-Stuff")

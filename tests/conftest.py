@@ -12,13 +12,30 @@ os.environ.setdefault("RAY_worker_niceness", "0")  # Ray trials (the shared pipe
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from offline_workspace import Workspace, shared_workspace  # noqa: E402
+from offline_workspace import REPO, Workspace, shared_workspace  # noqa: E402
+from output_guard import changed, snapshot  # noqa: E402
 
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // WORKERS)))
 # modules using the shared offline pipeline run: the one that makes it (and reruns on it) goes first; the
 # other last, so that its worker works through the rest meanwhile instead of waiting for the run
 FIRST_MODULE, LAST_MODULE = "test_offline_pipeline", "test_dvc_experiments"
+OUTPUTS_BEFORE = pytest.StashKey[dict]()
+
+
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput"):  # the controller (or the only process) checks, once
+        session.config.stash[OUTPUTS_BEFORE] = snapshot(REPO)
+
+
+def pytest_sessionfinish(session):
+    """Fail the session when a test wrote into the repository's own outputs (tests/output_guard.py)."""
+    before = session.config.stash.get(OUTPUTS_BEFORE, None)
+    written = changed(before, snapshot(REPO)) if before is not None else []
+    if written:
+        shown = "\n  ".join(written[:20]) + (f"\n  ... and {len(written) - 20} more" if len(written) > 20 else "")
+        print(f"\nthe tests wrote into the repository's outputs (write under tmp_path instead):\n  {shown}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_collection_modifyitems(items):

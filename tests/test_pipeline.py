@@ -59,7 +59,8 @@ def prepared_data(tmp_path_factory):
     from experiments import fetch, prepare
 
     root = tmp_path_factory.mktemp("pipeline")
-    data = [f"data.raw_root={root}/raw", f"data.root={root}/prepared", "data.benchmarks=[pas20]"]
+    data = [f"data.raw_root={root}/raw", f"data.extract_root={root}/extracted",
+            f"data.root={root}/prepared", "data.benchmarks=[pas20]"]
     assert fetch.main(data) == 0 and prepare.main(data) == 0
     return root, data
 
