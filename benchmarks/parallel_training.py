@@ -4,7 +4,7 @@ measured in one run on the same data.
 Synthetic COCO-Stuff is fetched and prepared into a temporary folder by the real `experiments.fetch` /
 `experiments.prepare` stages. Every arm trains `--variants` (default full, no_prune, no_dual, static_text)
 into its own fresh runs folder with the offline profile's settings (tiny CLIP, batch 4, 64-pixel crops,
-`train.threads` 1, `grid.cpus_per_trial` 1) for `--iterations` steps (default 100; the profile trains 300):
+`train.threads` 1, `grid.cpus_per_trial` 1) for `--iterations` steps (default 100; the profile trains 150):
 - sequential: `experiments.train.train` per variant in this process, with `train.threads` = each value of
   `--sequential-threads` (default 1, the stage's per-run setting; add 2 for one process using both cores,
   which on a loaded machine stalls: 828 s instead of 51 s once here, as OpenMP threads wait for each other);
@@ -48,7 +48,7 @@ TRAINED_VARIANTS = ("full", "no_prune", "no_dual", "static_text")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variants", nargs="+", default=list(TRAINED_VARIANTS))
-    parser.add_argument("--iterations", type=int, default=100, help="steps per run (offline profile: 300)")
+    parser.add_argument("--iterations", type=int, default=100, help="steps per run (offline profile: 150)")
     parser.add_argument(
         "--sequential-threads",
         type=int,
@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def prepare_training_set(folder: Path) -> list[str]:
     """Fetch and prepare the synthetic COCO-Stuff under `folder`; returns the data overrides."""
-    data = [f"data.raw_root={folder}/raw", f"data.extract_root={folder}/extracted", f"data.root={folder}/prepared"]
+    data = [f"data.raw_root={folder}/raw", f"data.root={folder}/prepared"]
     for stage in (fetch, prepare):
         if stage.main([*data, "--datasets", "coco_stuff"]) != 0:
             raise RuntimeError(f"{stage.__name__} failed for the synthetic COCO-Stuff")

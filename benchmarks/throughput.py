@@ -128,7 +128,7 @@ def top_operators(function: Callable[[], object], title: str) -> str:
 def prepare_benchmark(folder: Path, benchmark: str, images: int) -> list[str]:
     """Fetch and prepare the synthetic `benchmark` (at least 8 images) under `folder`; returns the data/cache
     overrides."""
-    data = [f"data.raw_root={folder}/raw", f"data.extract_root={folder}/extracted",
+    data = [f"data.raw_root={folder}/raw",
             f"data.root={folder}/prepared", f"cache_dir={folder}/cache",
             f"data.synthetic.val_images={max(8, images)}"]
     for stage in (fetch, prepare):

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_one_variant_runs_end_to_end_into_the_pipeline_layout(tmp_path):
-    overrides = [f"data.raw_root={tmp_path}/raw", f"data.extract_root={tmp_path}/extracted",
+    overrides = [f"data.raw_root={tmp_path}/raw",
                  f"data.root={tmp_path}/prepared", f"runs_dir={tmp_path}/runs",
                  f"results_dir={tmp_path}/results", f"cache_dir={tmp_path}/cache", f"pretrain.dir={tmp_path}/models",
                  "data.synthetic.train_images=48", "pretrain.train.iterations=4", "pretrain.train.batch_size=4",

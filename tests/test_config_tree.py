@@ -23,7 +23,6 @@ PAPER_PROFILE_KEYS = {
     "data.source": "the real datasets",
     "data.raw_root": "per-profile data folders",
     "data.root": "per-profile data folders",
-    "data.extract_root": "per-profile data folders",
     "data.num_workers": "a GPU box's data loader",
     "pretrain.dir": "per-profile model folders",
     "eval.amp": "bf16 autocast on the GPU",

@@ -74,7 +74,7 @@ def test_fake_definition_file_is_read_as_data(tmp_path):
 
 
 def test_stage_entry_points_print_one_line_per_dataset(tmp_path, capsys):
-    overrides = [f"data.raw_root={tmp_path / 'raw'}", f"data.extract_root={tmp_path / 'extracted'}",
+    overrides = [f"data.raw_root={tmp_path / 'raw'}",
                  f"data.root={tmp_path / 'prepared'}"]
     assert fetch_stage.main([*overrides, "--datasets", "a150", "pas20"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()

@@ -16,7 +16,7 @@ from experiments.compose import compose_config
 
 @pytest.fixture
 def overrides(tmp_path) -> list[str]:
-    overrides = [f"data.raw_root={tmp_path}/raw", f"data.extract_root={tmp_path}/extracted",
+    overrides = [f"data.raw_root={tmp_path}/raw",
                  f"data.root={tmp_path}/prepared", f"results_dir={tmp_path}/results",
                  f"cache_dir={tmp_path}/cache", "pretrain=none", "variant=zero_shot", "data.benchmarks=[pas20]",
                  "eval.max_images=2"]

@@ -31,7 +31,7 @@ DATASETS = ["coco_stuff", "pas20", "pas20b"]
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> tuple[Path, list[str]]:
     root = tmp_path_factory.mktemp("faults")
-    overrides = [f"data.raw_root={root}/raw", f"data.root={root}/prepared", f"data.extract_root={root}/extracted",
+    overrides = [f"data.raw_root={root}/raw", f"data.root={root}/prepared",
                  f"results_dir={root}/results", f"cache_dir={root}/cache", f"runs_dir={root}/runs",
                  "pretrain=none", "data.benchmarks=[pas20,pas20b]", "eval.max_images=2", "train.iterations=2"]
     assert fetch.main([*overrides, "--datasets", *DATASETS]) == 0

@@ -206,7 +206,7 @@ def test_counting_under_bfloat16_autocast_gives_the_float32_count_at_the_paper_g
 
 
 def test_benchmarks_sharing_a_vocabulary_size_and_view_shape_are_counted_once(monkeypatch, tmp_path):
-    overrides = [f"data.raw_root={tmp_path}/raw", f"data.extract_root={tmp_path}/extracted",
+    overrides = [f"data.raw_root={tmp_path}/raw",
                  f"data.root={tmp_path}/prepared", f"results_dir={tmp_path}/results",
                  "data.benchmarks=[pc59,pas20b]",
                  "eval.max_images=1", "eval.flops_images=1", "pretrain=none", "count_paper_arch=null"]

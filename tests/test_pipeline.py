@@ -36,7 +36,7 @@ def test_dvc_yaml_mirrors_the_paths_of_the_config(profile):
     cfg = compose_config([f"profile={profile}"])
     outs = rendered_outs(profile)
     assert outs["fetch"] == [cfg.data.raw_root]
-    assert outs["prepare"] == [cfg.data.root, cfg.data.extract_root]
+    assert outs["prepare"] == [cfg.data.root, cfg.data.extract_folder]
     assert outs["pretrain"] == [str(Path("models") / profile)]
     weights = cfg.backbone.pretrained if cfg.pretrain.enabled else cfg.pretrain.dir
     assert Path(weights).is_relative_to(outs["pretrain"][0])
@@ -59,7 +59,7 @@ def prepared_data(tmp_path_factory):
     from experiments import fetch, prepare
 
     root = tmp_path_factory.mktemp("pipeline")
-    data = [f"data.raw_root={root}/raw", f"data.extract_root={root}/extracted",
+    data = [f"data.raw_root={root}/raw",
             f"data.root={root}/prepared", "data.benchmarks=[pas20]"]
     assert fetch.main(data) == 0 and prepare.main(data) == 0
     return root, data

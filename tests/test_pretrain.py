@@ -24,7 +24,7 @@ STEPS = 6
 def data(tmp_path_factory) -> list[str]:
     """Overrides of a prepared synthetic COCO-Stuff of 48 images."""
     root = tmp_path_factory.mktemp("data")
-    overrides = [f"data.raw_root={root}/raw", f"data.extract_root={root}/extracted",
+    overrides = [f"data.raw_root={root}/raw",
                  f"data.root={root}/prepared", "data.synthetic.train_images=48"]
     assert fetch.main([*overrides, "--datasets", "coco_stuff"]) == 0
     assert prepare.main([*overrides, "--datasets", "coco_stuff"]) == 0

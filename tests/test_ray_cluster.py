@@ -46,7 +46,7 @@ def synthetic_data(tmp_path_factory):
     from experiments import fetch, prepare
 
     root = tmp_path_factory.mktemp("cluster_data")
-    data = [f"data.raw_root={root}/raw", f"data.extract_root={root}/extracted",
+    data = [f"data.raw_root={root}/raw",
             f"data.root={root}/prepared", "data.benchmarks=[pas20]",
             "data.synthetic.train_images=16"]
     assert fetch.main(data) == 0 and prepare.main(data) == 0

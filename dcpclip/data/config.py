@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Literal
 
 BENCHMARKS = ("a847", "pc459", "a150", "pc59", "pas20", "pas20b")  # the field's reporting order
@@ -32,3 +33,9 @@ class DataConfig:
     benchmarks: tuple[str, ...] = BENCHMARKS
     num_workers: int = 0  # worker processes for preparation (and data loading)
     synthetic: SyntheticConfig = dataclasses.field(default_factory=SyntheticConfig)
+
+    @property
+    def extract_folder(self) -> str:
+        """Where archives are unpacked: extract_root, or an "extracted" folder beside raw_root (so a run
+        with its own raw_root never unpacks into another run's folder)."""
+        return self.extract_root or str(Path(self.raw_root).parent / "extracted")

@@ -141,8 +141,7 @@ def prepare_dataset(
     if current is not None:
         return Prepared(current, redone=False)
     names = read_names(fetched[names_source(dataset)].path, spec.num_prompts)
-    extract_root = Path(cfg.extract_root or Path(cfg.raw_root).parent / "extracted")
-    inputs = Inputs(fetched, extract_root=extract_root, workers=cfg.num_workers)
+    inputs = Inputs(fetched, extract_root=Path(cfg.extract_folder), workers=cfg.num_workers)
     with atomic_dir(folder) as tmp:
         splits = PREPARERS[dataset](inputs, tmp)
         check_counts(dataset, splits, dict(registry.expected_images[dataset]))
