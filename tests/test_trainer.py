@@ -19,6 +19,7 @@ import types
 from pathlib import Path
 
 import numpy as np
+import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
@@ -402,6 +403,29 @@ def test_train_py_resumes_a_killed_run_to_the_uninterrupted_weights(tmp_path, pr
     assert (killed_dir / curve).read_text() == (straight_dir / curve).read_text()
     assert run_status(killed_dir, training_fingerprint(cfg)) == "done"
     assert main(killed) == 0  # a finished run is skipped
+
+
+def test_a_run_whose_text_tower_trains_tokenizes_its_vocabulary_once(tmp_path, prepared_root, monkeypatch,
+                                                                    one_torch_thread):
+    """The bank is encoded anew every step (the text tower trains), its prompts tokenised only at the start."""
+    calls = []
+    real = open_clip.get_tokenizer
+
+    def counting_tokenizer(arch):
+        tokenizer = real(arch)
+
+        def tokenize(prompts):
+            calls.append(len(prompts))
+            return tokenizer(prompts)
+
+        return tokenize
+
+    monkeypatch.setattr(open_clip, "get_tokenizer", counting_tokenizer)
+    overrides = e2e_overrides(prepared_root, tmp_path / "runs", iterations=3, checkpoint_every=3)
+    cfg = compose_config(overrides)
+    assert cfg.variant == "full" and cfg.head.clip_trainable != "none"  # its text tower trains
+    assert main(overrides) == 0
+    assert calls == [SPECS["coco_stuff"].num_prompts]
 
 
 def test_train_py_retrains_a_run_folder_of_another_config(tmp_path, prepared_root, capsys, one_torch_thread):

@@ -33,7 +33,7 @@ from dcpclip.engine.checkpoint import load_checkpoint, load_trainable_state, run
 from dcpclip.engine.trainer import MetricsSink, TrainingResult, fit, training_device
 from dcpclip.model.backbone import build_backbone
 from dcpclip.model.recognition import ClipRecognition, recognition_losses
-from dcpclip.model.text_bank import encode_vocabulary
+from dcpclip.model.text_bank import encode_tokens, tokenize_vocabulary
 
 RECORD_KIND = "pretrained-clip"
 
@@ -92,12 +92,12 @@ def pretrain_clip(
     model = ClipRecognition(backbone)
     spec = SPECS[cfg.data.train_dataset]
     names = read_class_names(cfg.data.root, spec)
-    tokenizer = open_clip.get_tokenizer(cfg.backbone.arch)
+    vocabulary = tokenize_vocabulary(open_clip.get_tokenizer(cfg.backbone.arch), names, cfg.text)
     result = fit(
         model,
         backbone,
         training_dataset(cfg.data.root, spec, train_cfg.crop_size, cfg.backbone.init_seed),
-        lambda: encode_vocabulary(backbone, tokenizer, names, cfg.text),  # [171, D]
+        lambda: encode_tokens(backbone, vocabulary, cfg.text.batch_size),  # [171, D]
         lambda output, targets: recognition_losses(output, targets, cfg.pretrain.dense_loss_weight),
         train_cfg,
         seed=cfg.backbone.init_seed,

@@ -15,7 +15,7 @@ from dcpclip.engine.checkpoint import run_status
 from dcpclip.engine.trainer import MetricsSink, TrainingResult, fit, training_device
 from dcpclip.model.build import run_model
 from dcpclip.model.losses import segmentation_losses
-from dcpclip.model.text_bank import encode_vocabulary
+from dcpclip.model.text_bank import encode_tokens, tokenize_vocabulary
 
 
 def train_experiment(
@@ -43,13 +43,13 @@ def train_experiment(
     names = read_class_names(cfg.data.root, spec)
     dataset = training_dataset(cfg.data.root, spec, cfg.train.crop_size, cfg.seed)
     model = run_model(cfg.backbone, cfg.head, cfg.seed)
-    tokenizer = open_clip.get_tokenizer(cfg.backbone.arch)
+    vocabulary = tokenize_vocabulary(open_clip.get_tokenizer(cfg.backbone.arch), names, cfg.text)
     text_trains = any(p.requires_grad for p in model.backbone.text_parameters())
     return fit(
         model,
         model.backbone,
         dataset,
-        lambda: encode_vocabulary(model.backbone, tokenizer, names, cfg.text),  # [171, D]
+        lambda: encode_tokens(model.backbone, vocabulary, cfg.text.batch_size),  # [171, D]
         lambda output, targets: segmentation_losses(output, targets, cfg.head),
         cfg.train,
         seed=cfg.seed,

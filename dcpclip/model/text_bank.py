@@ -14,6 +14,7 @@ context cut to its longest prompt; prompts are sorted by length first so batches
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -43,10 +44,18 @@ def class_prompts(name: str, cfg: TextConfig) -> list[str]:
     return [t.format(s) for s in synonyms for t in TEMPLATE_SETS[cfg.template_set]]
 
 
-def encode_vocabulary(
-    backbone: ClipBackbone, tokenizer, names: list[str], cfg: TextConfig
-) -> torch.Tensor:
-    """-> [C, D] L2-normalised class embeddings. Differentiable when grad is enabled."""
+@dataclasses.dataclass(frozen=True)
+class VocabularyTokens:
+    """A vocabulary's prompts, tokenised once: a text tower that trains encodes them again every step,
+    and tokenising is a tenth of a tiny CLIP's step (171 names: 18 ms)."""
+
+    tokens: torch.Tensor  # [P, context] token ids, one row per prompt
+    owner: torch.Tensor  # [P] the class of each prompt
+    lengths: torch.Tensor  # [P] tokens up to and including end-of-text
+    num_classes: int
+
+
+def tokenize_vocabulary(tokenizer, names: list[str], cfg: TextConfig) -> VocabularyTokens:
     if not names:
         raise ValueError("vocabulary is empty")
     prompts, owner = [], []
@@ -56,20 +65,33 @@ def encode_vocabulary(
             owner.append(index)
     tokens = tokenizer(prompts)  # [P, context]
     lengths = tokens.argmax(dim=-1) + 1  # end-of-text token has the largest id
+    return VocabularyTokens(tokens, torch.tensor(owner), lengths, len(names))
+
+
+def encode_tokens(backbone: ClipBackbone, vocabulary: VocabularyTokens, batch_size: int) -> torch.Tensor:
+    """-> [C, D] L2-normalised class embeddings. Differentiable when grad is enabled."""
+    tokens, lengths = vocabulary.tokens, vocabulary.lengths
     order = torch.argsort(lengths)
     device = next(backbone.parameters()).device
-    embeddings = [None] * len(prompts)
-    for start in range(0, len(prompts), cfg.batch_size):
-        idx = order[start : start + cfg.batch_size]
+    embeddings = [None] * len(tokens)
+    for start in range(0, len(tokens), batch_size):
+        idx = order[start : start + batch_size]
         cut = int(lengths[idx].max())
         batch = backbone.encode_text(tokens[idx, :cut].to(device))  # [b, D]
         for i, emb in zip(idx.tolist(), F.normalize(batch, dim=-1), strict=True):
             embeddings[i] = emb
     prompt_embeddings = torch.stack(embeddings)  # [P, D]
-    owner_t = torch.tensor(owner, device=device)
-    sums = torch.zeros(len(names), prompt_embeddings.shape[1], device=device, dtype=prompt_embeddings.dtype)
-    sums = sums.index_add(0, owner_t, prompt_embeddings)
+    sums = torch.zeros(vocabulary.num_classes, prompt_embeddings.shape[1], device=device,
+                       dtype=prompt_embeddings.dtype)
+    sums = sums.index_add(0, vocabulary.owner.to(device), prompt_embeddings)
     return F.normalize(sums, dim=-1)  # [C, D]
+
+
+def encode_vocabulary(
+    backbone: ClipBackbone, tokenizer, names: list[str], cfg: TextConfig
+) -> torch.Tensor:
+    """-> [C, D] L2-normalised class embeddings of `names`. Differentiable when grad is enabled."""
+    return encode_tokens(backbone, tokenize_vocabulary(tokenizer, names, cfg), cfg.batch_size)
 
 
 def text_weights_digest(backbone: ClipBackbone) -> str:
