@@ -11,6 +11,7 @@ import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
 @contextlib.contextmanager
@@ -32,6 +33,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """`path` opened for binary writing under a temporary name, renamed onto `path` once written and closed.
+    For serialisers that name what they write after the file they are given: torch.save, given a path,
+    stores the file's name in its archive, so saving to a random temporary made the same contents give
+    different bytes on every run (and a DVC output a new hash); given this open file, it writes the same
+    bytes for the same contents."""
+    with atomic_path(path) as tmp, tmp.open("wb") as out:
+        yield out
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -48,6 +48,13 @@ def test_cache_returns_identical_tensors_and_hits_the_second_time(tmp_path, tiny
     assert len(list(tmp_path.glob("*.pt"))) == 1
 
 
+def test_a_bank_computed_into_two_caches_is_the_same_file(tmp_path, tiny_backbone):
+    for name in ("a", "b"):
+        TextBankCache(tmp_path / name, "dcpclip-tiny").get(tiny_backbone, NAMES, TextConfig())
+    (first,), (second,) = (sorted((tmp_path / name).glob("*.pt")) for name in ("a", "b"))
+    assert first.name == second.name and first.read_bytes() == second.read_bytes()
+
+
 def test_cache_key_changes_with_weights_names_and_templates(tmp_path, tiny_backbone):
     cache = TextBankCache(tmp_path, "dcpclip-tiny")
     cache.get(tiny_backbone, NAMES, TextConfig())

@@ -320,6 +320,15 @@ def test_a_finished_run_is_skipped_untouched(tmp_path):
     assert second.status == "skipped" and (run / CHECKPOINT_NAME).stat().st_mtime_ns == written
 
 
+def test_the_same_run_in_two_folders_writes_byte_identical_checkpoints(tmp_path):
+    """What a run writes is a function of what it computed, not of the temporary it was written under
+    (checkpoint.pt is inside the DVC outputs runs/ and models/: its bytes are their hash)."""
+    for name in ("a", "b"):
+        train_double(tmp_path / name, small_config(iterations=2, checkpoint_every=2))
+    first, second = ((tmp_path / name / CHECKPOINT_NAME).read_bytes() for name in ("a", "b"))
+    assert first == second
+
+
 def test_a_crash_leaves_a_resumable_run_and_a_non_finite_loss_stops_training(tmp_path):
     run = tmp_path / "run"
     cfg = small_config(iterations=8, checkpoint_every=2)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dcpclip.atomic import atomic_path, write_text
+from dcpclip.atomic import atomic_file, write_text
 from dcpclip.errors import ExpectedError
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -112,8 +112,8 @@ def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:
 def save_checkpoint(run_dir: str | Path, contents: dict[str, Any]) -> Path:
     """Write `contents` (see `Trainer.checkpoint_contents`) atomically to <run_dir>/checkpoint.pt."""
     path = Path(run_dir) / CHECKPOINT_NAME
-    with atomic_path(path) as tmp:
-        torch.save({"format_version": FORMAT_VERSION, **contents}, tmp)
+    with atomic_file(path) as out:
+        torch.save({"format_version": FORMAT_VERSION, **contents}, out)
     return path
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import open_clip
 import torch
 
 from dcpclip import paths
-from dcpclip.atomic import atomic_path, write_text
+from dcpclip.atomic import atomic_file, write_text
 from dcpclip.config import ExperimentConfig, pretrained_clip_file
 from dcpclip.data.datasets import read_class_names, training_dataset
 from dcpclip.data.specs import SPECS
@@ -118,10 +117,8 @@ def export(cfg: ExperimentConfig, model: ClipRecognition) -> None:
     checkpoint = load_checkpoint(folder)
     load_trainable_state(model, checkpoint["model"], folder)
     weights = Path(pretrained_clip_file(cfg.pretrain))
-    buffer = io.BytesIO()  # not saved to the temporary path: torch.save would store its random name
-    torch.save(model.backbone.clip.state_dict(), buffer)
-    with atomic_path(weights) as tmp:
-        tmp.write_bytes(buffer.getvalue())
+    with atomic_file(weights) as out:
+        torch.save(model.backbone.clip.state_dict(), out)
     record = {
         "kind": RECORD_KIND,
         "arch": cfg.backbone.arch,

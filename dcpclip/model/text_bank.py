@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 
-from dcpclip.atomic import atomic_path
+from dcpclip.atomic import atomic_file
 from dcpclip.errors import CorruptCacheWarning
 from dcpclip.model.backbone import ClipBackbone
 from dcpclip.model.config import TextConfig
@@ -160,6 +160,6 @@ class TextBankCache:
         backbone.eval()
         bank = encode_vocabulary(backbone, self.tokenizer, names, cfg).cpu()
         backbone.train(was_training)
-        with atomic_path(path) as tmp:
-            torch.save({"bank": bank, "sha256": bank_digest(bank)}, tmp)
+        with atomic_file(path) as out:
+            torch.save({"bank": bank, "sha256": bank_digest(bank)}, out)
         return bank
